@@ -1,0 +1,273 @@
+//! The event store and its read-model tables, on SQLite (embedded default) or PostgreSQL
+//! (production), chosen by the database URL.
+//!
+//! One code path serves both engines: [`Db`] and [`Tx`] are enums over the two sqlx pools,
+//! and the `with_pool!` / `with_conn!` macros expand the same body once per engine. This works
+//! because every value we bind or read has the same Rust type on both (i64 fen, String,
+//! bool, chrono dates and instants, byte vectors) and both accept `$n` placeholders. Where
+//! the SQL must differ (locking), the engines get their own statement.
+
+mod append;
+mod project;
+pub mod queries;
+mod read;
+mod rebuild;
+mod verify;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use append::{AppendOutcome, AppendRequest, Appended, IdempotencyClaim, Receipt, Refusal};
+pub use read::StoredEvent;
+pub use rebuild::RebuildReport;
+pub use verify::{ChainBreak, VerifyReport};
+
+use crate::event::{DecodeError, Position, StreamVersion};
+use crate::ids::StreamId;
+
+/// Expands `$body` once per engine with `$p` bound to that engine's pool.
+macro_rules! with_pool {
+    ($db:expr, |$p:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Postgres($p) => $body,
+            $crate::store::Db::Sqlite($p) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Expands `$body` once per engine with `$c` bound to the transaction's connection.
+macro_rules! with_conn {
+    ($tx:expr, |$c:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Sqlite(t, _) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_conn;
+
+/// Executes `$query` in the transaction on either engine; yields the rows affected.
+macro_rules! execute {
+    ($tx:expr, $query:expr) => {
+        $crate::store::with_conn!($tx, |c| $query.execute(&mut *c).await.map(|r| r.rows_affected()))
+    };
+}
+pub(crate) use execute;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A write transaction holding the log's append lock.
+pub(crate) enum Tx {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    /// SQLite has one writer at a time; the in-process guard queues our own writers so they
+    /// do not spin on SQLITE_BUSY.
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, tokio::sync::OwnedMutexGuard<()>),
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(t) => t.commit().await,
+            Tx::Sqlite(t, _guard) => t.commit().await,
+        }
+    }
+}
+
+/// A technical failure of the store (never a business rule: those are `DomainError`s).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored event at position {position} cannot be read: {source}")]
+    Decode { position: Position, source: DecodeError },
+    #[error("`{0}` is not a supported database URL: use sqlite:<path> or postgres://user@host/db")]
+    UnsupportedUrl(String),
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    /// A read model disagrees with the log (a projection bug): stop rather than serve it.
+    #[error("read model inconsistent with the log: {0}")]
+    Inconsistent(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (connection lost, database restarting, pool busy).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || e.as_database_error().is_some_and(|d| {
+                    // 57P01 admin_shutdown, 57P03 cannot_connect_now, 08xxx connection exceptions,
+                    // 40001/40P01 serialization failure / deadlock; SQLite 5/6 BUSY/LOCKED.
+                    d.code().is_some_and(|c| {
+                        c.starts_with("08") || ["57P01", "57P03", "40001", "40P01", "5", "6"].contains(&c.as_ref())
+                    })
+                })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// How long a caller waits for a free connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { max_connections: 16, acquire_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// The event store.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: Db,
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Advisory-lock key that serialises appends on PostgreSQL (any constant unique to us).
+const APPEND_LOCK_KEY: i64 = 0x7465_6368_6d6b_7401; // "techmkt\x01"
+
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+impl Store {
+    /// Opens the database at `url`: `sqlite:<path>` (created if missing, with its directory)
+    /// or `postgres://...`.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url)?.application_name("techmarket");
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Db::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                // WAL lets readers proceed while one writer commits; FULL makes each commit
+                // durable before it is acknowledged.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            if let Some(dir) = Path::new(connect.get_filename()).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Db::Sqlite(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        Ok(Store { db, sqlite_writer: Arc::new(tokio::sync::Mutex::new(())) })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies pending migrations. Safe to run on every start and from several processes.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Postgres(p) => PG_MIGRATOR.run(p).await?,
+            Db::Sqlite(p) => SQLITE_MIGRATOR.run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Checks that the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(&self.db, |p| sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(&self.db, |p| p.close().await);
+    }
+
+    /// Begins a write transaction that holds the log's append lock until commit: positions
+    /// and the hash chain are assigned under it, so they are gap-free in commit order.
+    pub(crate) async fn begin_append(&self) -> Result<Tx, StoreError> {
+        match &self.db {
+            Db::Postgres(p) => {
+                let mut t = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK_KEY).execute(&mut *t).await?;
+                Ok(Tx::Postgres(t))
+            }
+            Db::Sqlite(p) => {
+                let guard = self.sqlite_writer.clone().lock_owned().await;
+                let t = p.begin_with("BEGIN IMMEDIATE").await?;
+                Ok(Tx::Sqlite(t, guard))
+            }
+        }
+    }
+
+    /// The current version of each stream (0 when it has no events).
+    pub async fn stream_versions(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, StreamVersion)>, StoreError> {
+        let mut out = Vec::with_capacity(streams.len());
+        for s in streams {
+            let v: i64 = with_pool!(&self.db, |p| {
+                sqlx::query_scalar("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1")
+                    .bind(s.as_str())
+                    .fetch_one(p)
+                    .await
+            })?;
+            out.push((s.clone(), v));
+        }
+        Ok(out)
+    }
+}

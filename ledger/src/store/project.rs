@@ -1,0 +1,349 @@
+//! Applies read-model [`Change`]s with SQL: the thin adapter under the pure projection in
+//! `readmodel`. Every update must touch exactly the row it names; anything else means the
+//! read model and the log disagree, and the transaction stops.
+
+use super::{StoreError, Tx, execute, with_conn};
+use crate::event::Position;
+use crate::ids::StreamId;
+use crate::readmodel::{Change, CompleterRow};
+use crate::vocabulary::MatchSide;
+
+/// Claims a unique value for `owner`. Returns the current holder when it is taken.
+pub(super) async fn claim(
+    tx: &mut Tx,
+    claim: &str,
+    owner: &StreamId,
+    position: Position,
+) -> Result<Option<String>, StoreError> {
+    let inserted = execute!(tx, sqlx::query("INSERT INTO unique_claims (claim, owner_stream, position) VALUES ($1, $2, $3) ON CONFLICT (claim) DO NOTHING")
+            .bind(claim)
+            .bind(owner.as_str())
+            .bind(position))?
+    ;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let holder: String = with_conn!(tx, |c| {
+        sqlx::query_scalar("SELECT owner_stream FROM unique_claims WHERE claim = $1")
+            .bind(claim)
+            .fetch_one(&mut *c)
+            .await
+    })?;
+    Ok(Some(holder))
+}
+
+pub(super) async fn record_projection_position(
+    tx: &mut Tx,
+    projection: &str,
+    position: Position,
+) -> Result<(), StoreError> {
+    execute!(
+        tx,
+        sqlx::query(
+            "INSERT INTO projection_positions (projection, position) VALUES ($1, $2) \
+             ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+        )
+        .bind(projection)
+        .bind(position)
+    )?;
+    Ok(())
+}
+
+/// Runs an UPDATE that must change exactly one row.
+macro_rules! update_one {
+    ($tx:expr, $what:expr, $query:expr) => {{
+        let n = execute!($tx, $query)?;
+        if n != 1 {
+            return Err(StoreError::Inconsistent(format!("{} changed {n} rows instead of 1", $what)));
+        }
+    }};
+}
+
+/// Applies one change made by the event at `position`.
+pub(super) async fn apply(tx: &mut Tx, change: &Change, position: Position) -> Result<(), StoreError> {
+    match change {
+        Change::Claim { claim: key, owner } => {
+            // Replays (rebuild) re-claim; live appends claim before applying (see append).
+            if let Some(holder) = claim(tx, key, owner, position).await? {
+                return Err(StoreError::Inconsistent(format!("{key} claimed by both {holder} and {owner}")));
+            }
+        }
+        Change::InsertOrganisation(r) => {
+            execute!(tx, sqlx::query(
+                    "INSERT INTO organisations (id, name, kind, credit_code, division_code, registered_on, created_position, updated_position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                )
+                .bind(&r.id)
+                .bind(&r.name)
+                .bind(r.kind)
+                .bind(&r.credit_code)
+                .bind(&r.division_code)
+                .bind(r.registered_on)
+                .bind(position))?;
+        }
+        Change::InsertAccreditation(r) => {
+            execute!(tx, sqlx::query(
+                    "INSERT INTO accreditations (id, organisation_id, kind, effective_from, effective_until, document_number, created_position, updated_position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                )
+                .bind(&r.id)
+                .bind(&r.organisation_id)
+                .bind(r.kind)
+                .bind(r.effective_from)
+                .bind(r.effective_until)
+                .bind(&r.document_number)
+                .bind(position))?;
+            update_one!(
+                tx,
+                format!("accrediting organisation {}", r.organisation_id),
+                sqlx::query("UPDATE organisations SET updated_position = $1 WHERE id = $2").bind(position).bind(&r.organisation_id)
+            );
+        }
+        Change::RevokeAccreditation { id, revoked_from, reason } => update_one!(
+            tx,
+            format!("revoking accreditation {id}"),
+            sqlx::query("UPDATE accreditations SET revoked_from = $1, revocation_reason = $2, updated_position = $3 WHERE id = $4")
+                .bind(*revoked_from)
+                .bind(reason)
+                .bind(position)
+                .bind(id)
+        ),
+        Change::InsertBroker(r) => {
+            execute!(tx, sqlx::query("INSERT INTO brokers (id, name, agency_id, certificate_number, created_position) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&r.id)
+                    .bind(&r.name)
+                    .bind(&r.agency_id)
+                    .bind(&r.certificate_number)
+                    .bind(position))?;
+        }
+        Change::InsertAchievement(r) => {
+            execute!(tx, sqlx::query(
+                    "INSERT INTO achievements (id, owner_id, title, field, description, patent_numbers, maturity, asking_price_fen, \
+                     transfer_modes, status, completers_locked, listed_on, created_position, updated_position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'listed', FALSE, $10, $11, $11)",
+                )
+                .bind(&r.id)
+                .bind(&r.owner_id)
+                .bind(&r.title)
+                .bind(r.field)
+                .bind(&r.description)
+                .bind(&r.patent_numbers)
+                .bind(r.maturity)
+                .bind(r.asking_price_fen)
+                .bind(&r.transfer_modes)
+                .bind(r.listed_on)
+                .bind(position))?;
+        }
+        Change::ReviseAchievement(r) => update_one!(
+            tx,
+            format!("revising achievement {}", r.id),
+            sqlx::query(
+                "UPDATE achievements SET title = $1, field = $2, description = $3, patent_numbers = $4, maturity = $5, \
+                 asking_price_fen = $6, transfer_modes = $7, updated_position = $8 WHERE id = $9",
+            )
+            .bind(&r.title)
+            .bind(r.field)
+            .bind(&r.description)
+            .bind(&r.patent_numbers)
+            .bind(r.maturity)
+            .bind(r.asking_price_fen)
+            .bind(&r.transfer_modes)
+            .bind(position)
+            .bind(&r.id)
+        ),
+        Change::ReplaceCompleters { achievement_id, completers } => {
+            replace_completers(tx, achievement_id, completers).await?;
+        }
+        Change::LockCompleters { achievement_id } => update_one!(
+            tx,
+            format!("locking completers of {achievement_id}"),
+            sqlx::query("UPDATE achievements SET completers_locked = TRUE, updated_position = $1 WHERE id = $2")
+                .bind(position)
+                .bind(achievement_id)
+        ),
+        Change::WithdrawAchievement { achievement_id } => update_one!(
+            tx,
+            format!("withdrawing {achievement_id}"),
+            sqlx::query("UPDATE achievements SET status = 'withdrawn', updated_position = $1 WHERE id = $2")
+                .bind(position)
+                .bind(achievement_id)
+        ),
+        Change::InsertDemand(r) => {
+            execute!(tx, sqlx::query(
+                    "INSERT INTO demands (id, enterprise_id, title, field, description, budget_fen, deadline, status, posted_on, created_position, updated_position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9)",
+                )
+                .bind(&r.id)
+                .bind(&r.enterprise_id)
+                .bind(&r.title)
+                .bind(r.field)
+                .bind(&r.description)
+                .bind(r.budget_fen)
+                .bind(r.deadline)
+                .bind(r.posted_on)
+                .bind(position))?;
+        }
+        Change::CloseDemand { demand_id } => update_one!(
+            tx,
+            format!("closing demand {demand_id}"),
+            sqlx::query("UPDATE demands SET status = 'closed', updated_position = $1 WHERE id = $2").bind(position).bind(demand_id)
+        ),
+        Change::InsertMatch(r) => {
+            execute!(tx, sqlx::query(
+                    "INSERT INTO matches (id, broker_id, achievement_id, demand_id, note, status, proposed_on, created_position, updated_position) \
+                     VALUES ($1, $2, $3, $4, $5, 'proposed', $6, $7, $7)",
+                )
+                .bind(&r.id)
+                .bind(&r.broker_id)
+                .bind(&r.achievement_id)
+                .bind(&r.demand_id)
+                .bind(&r.note)
+                .bind(r.proposed_on)
+                .bind(position))?;
+        }
+        Change::AnswerMatch { match_id, side, answer } => {
+            let set_answer = match side {
+                MatchSide::Owner => "UPDATE matches SET owner_answer = $1, updated_position = $2 WHERE id = $3",
+                MatchSide::Enterprise => "UPDATE matches SET enterprise_answer = $1, updated_position = $2 WHERE id = $3",
+            };
+            update_one!(
+                tx,
+                format!("answering match {match_id}"),
+                sqlx::query(set_answer).bind(*answer).bind(position).bind(match_id)
+            );
+            // The status follows from both answers (same rule as `Match::status`).
+            update_one!(
+                tx,
+                format!("updating the status of match {match_id}"),
+                sqlx::query(
+                    "UPDATE matches SET status = CASE \
+                       WHEN owner_answer = 'declined' OR enterprise_answer = 'declined' THEN 'declined' \
+                       WHEN owner_answer = 'accepted' AND enterprise_answer = 'accepted' THEN 'accepted' \
+                       ELSE 'proposed' END \
+                     WHERE id = $1",
+                )
+                .bind(match_id)
+            );
+        }
+        Change::InsertContract(r) => {
+            execute!(tx, sqlx::query(
+                    "INSERT INTO contracts (id, contract_number, contract_type, title, seller_id, buyer_id, achievement_id, match_id, \
+                     broker_id, operating_center_id, contract_amount_fen, tech_transaction_amount_fen, signed_on, status, \
+                     settled_fen, reversed_fen, created_position, updated_position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'signed', 0, 0, $14, $14)",
+                )
+                .bind(&r.id)
+                .bind(&r.contract_number)
+                .bind(r.contract_type)
+                .bind(&r.title)
+                .bind(&r.seller_id)
+                .bind(&r.buyer_id)
+                .bind(&r.achievement_id)
+                .bind(&r.match_id)
+                .bind(&r.broker_id)
+                .bind(&r.operating_center_id)
+                .bind(r.contract_amount_fen)
+                .bind(r.tech_transaction_amount_fen)
+                .bind(r.signed_on)
+                .bind(position))?;
+        }
+        Change::RegisterContract { contract_id, registration_number, registered_on, certified_fen } => update_one!(
+            tx,
+            format!("registering contract {contract_id}"),
+            sqlx::query(
+                "UPDATE contracts SET status = 'registered', registration_number = $1, registered_on = $2, \
+                 certified_tech_transaction_amount_fen = $3, updated_position = $4 WHERE id = $5",
+            )
+            .bind(registration_number)
+            .bind(*registered_on)
+            .bind(*certified_fen)
+            .bind(position)
+            .bind(contract_id)
+        ),
+        Change::AmendContract { contract_id, contract_amount_fen, tech_transaction_amount_fen } => update_one!(
+            tx,
+            format!("amending contract {contract_id}"),
+            sqlx::query(
+                "UPDATE contracts SET contract_amount_fen = $1, tech_transaction_amount_fen = $2, updated_position = $3 WHERE id = $4",
+            )
+            .bind(*contract_amount_fen)
+            .bind(*tech_transaction_amount_fen)
+            .bind(position)
+            .bind(contract_id)
+        ),
+        Change::TerminateContract { contract_id, terminated_on } => update_one!(
+            tx,
+            format!("terminating contract {contract_id}"),
+            sqlx::query("UPDATE contracts SET status = 'terminated', terminated_on = $1, updated_position = $2 WHERE id = $3")
+                .bind(*terminated_on)
+                .bind(position)
+                .bind(contract_id)
+        ),
+        Change::InsertPayment(r) => {
+            execute!(tx, sqlx::query(
+                    "INSERT INTO payments (id, contract_id, amount_fen, settled_at, settlement_date, bank_reference, reversed_fen, created_position, updated_position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
+                )
+                .bind(&r.id)
+                .bind(&r.contract_id)
+                .bind(r.amount_fen)
+                .bind(r.settled_at)
+                .bind(r.settlement_date)
+                .bind(&r.bank_reference)
+                .bind(position))?;
+            update_one!(
+                tx,
+                format!("adding payment {} to contract {}", r.id, r.contract_id),
+                sqlx::query("UPDATE contracts SET settled_fen = settled_fen + $1, updated_position = $2 WHERE id = $3")
+                    .bind(r.amount_fen)
+                    .bind(position)
+                    .bind(&r.contract_id)
+            );
+        }
+        Change::InsertReversal(r) => {
+            execute!(tx, sqlx::query(
+                    "INSERT INTO payment_reversals (id, payment_id, contract_id, amount_fen, reversed_at, reversal_date, reason, created_position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&r.id)
+                .bind(&r.payment_id)
+                .bind(&r.contract_id)
+                .bind(r.amount_fen)
+                .bind(r.reversed_at)
+                .bind(r.reversal_date)
+                .bind(&r.reason)
+                .bind(position))?;
+            update_one!(
+                tx,
+                format!("reversing payment {}", r.payment_id),
+                sqlx::query("UPDATE payments SET reversed_fen = reversed_fen + $1, updated_position = $2 WHERE id = $3")
+                    .bind(r.amount_fen)
+                    .bind(position)
+                    .bind(&r.payment_id)
+            );
+            update_one!(
+                tx,
+                format!("reversing on contract {}", r.contract_id),
+                sqlx::query("UPDATE contracts SET reversed_fen = reversed_fen + $1, updated_position = $2 WHERE id = $3")
+                    .bind(r.amount_fen)
+                    .bind(position)
+                    .bind(&r.contract_id)
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn replace_completers(tx: &mut Tx, achievement_id: &str, completers: &[CompleterRow]) -> Result<(), StoreError> {
+    execute!(tx, sqlx::query("DELETE FROM achievement_completers WHERE achievement_id = $1").bind(achievement_id))?;
+    for r in completers {
+        execute!(tx, sqlx::query(
+                "INSERT INTO achievement_completers (achievement_id, ordinal, name, share_basis_points) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(achievement_id)
+            .bind(r.ordinal)
+            .bind(&r.name)
+            .bind(r.share_basis_points))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Reading the log: one stream, several streams (to load a decision's facts), or everything
+//! after a position (catch-up readers, replays, verification). Every read goes through the
+//! upcaster (`Event::decode`), so callers only ever see current event shapes.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError, with_pool};
+use crate::chain::Hash;
+use crate::event::*;
+use crate::ids::StreamId;
+
+/// An event row exactly as stored (before decoding): what the hash chain covers.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: String,
+    pub metadata: String,
+    pub recorded_at: DateTime<Utc>,
+    pub hash: Vec<u8>,
+}
+
+const COLUMNS: &str =
+    "position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash";
+
+impl StoredEvent {
+    pub fn decode(&self) -> Result<RecordedEvent, StoreError> {
+        let event = Event::decode(&self.event_type, self.schema_version, &self.payload)
+            .map_err(|source| StoreError::Decode { position: self.position, source })?;
+        let metadata: Metadata = serde_json::from_str(&self.metadata).map_err(|e| StoreError::Decode {
+            position: self.position,
+            source: DecodeError::Payload { event_type: "metadata".into(), source: e },
+        })?;
+        let hash: Hash = super::append::to_hash(self.position, &self.hash)?;
+        Ok(RecordedEvent {
+            position: self.position,
+            stream_id: StreamId(self.stream_id.clone()),
+            stream_version: self.stream_version,
+            stored_schema_version: self.schema_version,
+            event,
+            metadata,
+            recorded_at: self.recorded_at,
+            hash,
+        })
+    }
+}
+
+impl Store {
+    /// All events of one stream, in version order.
+    pub async fn read_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stream_after(stream, 0, i64::MAX).await
+    }
+
+    /// Events of one stream after `after_version`, at most `limit`.
+    pub async fn read_stream_after(
+        &self,
+        stream: &StreamId,
+        after_version: StreamVersion,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version LIMIT $3"
+        );
+        let rows: Vec<StoredEvent> = with_pool!(&self.db, |p| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(stream.as_str())
+                .bind(after_version)
+                .bind(limit)
+                .fetch_all(p)
+                .await
+        })?;
+        rows.iter().map(StoredEvent::decode).collect()
+    }
+
+    /// Stored rows after `after` in position order, at most `limit` (undecoded).
+    pub async fn read_stored_after(&self, after: Position, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
+        let rows = with_pool!(&self.db, |p| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(p).await
+        })?;
+        Ok(rows)
+    }
+
+    /// Events after `after` in position order, at most `limit`. Because positions are
+    /// assigned under the append lock in commit order, a reader that continues from the last
+    /// position it saw never misses an event committed later.
+    pub async fn read_all_after(&self, after: Position, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stored_after(after, limit).await?.iter().map(StoredEvent::decode).collect()
+    }
+
+    /// The last position and its hash; `None` for an empty log.
+    pub async fn head(&self) -> Result<Option<(Position, Hash)>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> = with_pool!(&self.db, |p| {
+            sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1").fetch_optional(p).await
+        })?;
+        row.map(|(position, hash)| Ok((position, super::append::to_hash(position, &hash)?))).transpose()
+    }
+
+    /// The hash of the event at `position` (the chain value a statement as of it cites).
+    pub async fn hash_at(&self, position: Position) -> Result<Option<Hash>, StoreError> {
+        let row: Option<Vec<u8>> = with_pool!(&self.db, |p| {
+            sqlx::query_scalar("SELECT hash FROM events WHERE position = $1").bind(position).fetch_optional(p).await
+        })?;
+        row.map(|hash| super::append::to_hash(position, &hash)).transpose()
+    }
+
+    /// The last position recorded at or before `at` (for statements "as of" a time).
+    pub async fn position_at(&self, at: DateTime<Utc>) -> Result<Position, StoreError> {
+        let p: Option<i64> = with_pool!(&self.db, |p| {
+            sqlx::query_scalar("SELECT MAX(position) FROM events WHERE recorded_at <= $1").bind(at).fetch_one(p).await
+        })?;
+        Ok(p.unwrap_or(0))
+    }
+
+    /// The whole event lists of several streams, for loading a decision's facts.
+    pub async fn read_streams(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, Vec<Event>)>, StoreError> {
+        let mut out = Vec::with_capacity(streams.len());
+        for stream in streams {
+            let events = self.read_stream(stream).await?.into_iter().map(|r| r.event).collect();
+            out.push((stream.clone(), events));
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// The request fingerprint and receipt stored under an idempotency key, if any.
+    pub async fn idempotency_receipt(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(String, super::Receipt)>, StoreError> {
+        let row: Option<(String, String)> = with_pool!(&self.db, |p| {
+            sqlx::query_as("SELECT request_hash, receipt FROM idempotency_keys WHERE scope = $1 AND key = $2")
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(p)
+                .await
+        })?;
+        row.map(|(hash, receipt)| {
+            let receipt = serde_json::from_str(&receipt)
+                .map_err(|e| StoreError::Inconsistent(format!("stored receipt for key {key} is unreadable: {e}")))?;
+            Ok((hash, receipt))
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests: the ledger on real databases (both engines) and the API through its
+//! real HTTP endpoint. One binary, one module per concern (zero2prod).
+
+mod event_log;
