@@ -1,1 +1,11 @@
-pub fn placeholder() {}
+//! The HTTP + GraphQL server and the `techmarket` command line around the `ledger` crate:
+//! configuration, tokens, the GraphQL schema, the spec-compliant HTTP handler, telemetry.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod graphql;
+pub mod http;
+pub mod startup;
+pub mod telemetry;

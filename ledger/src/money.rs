@@ -50,11 +50,7 @@ impl Money {
     /// Parses a user-entered amount under the rules of DOMAIN.md: a decimal number of yuan,
     /// positive, with at most two decimals, below 10^12. `field` names the input in the error.
     pub fn parse_amount(field: &str, text: &str) -> Result<Money, ValidationError> {
-        let money = Money::parse_signed(field, text)?;
-        if !money.is_positive() {
-            return Err(ValidationError::new(field, "amount_positive", "must be greater than 0.00 yuan"));
-        }
-        Ok(money)
+        crate::validation::amount(field, Money::parse_signed(field, text)?)
     }
 
     /// Parses a decimal yuan amount that may be zero or negative (totals, lines, filters).

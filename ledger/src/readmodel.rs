@@ -404,7 +404,9 @@ mod tests {
     fn a_payment_is_shown_on_its_asia_shanghai_settlement_date() {
         let (_, e) = payment_settled(ContractId::new_v7(), Money::from_fen(12_345), "2024-12-31T16:30:00Z", "B1");
         let changes = changes(&recorded(e, "2025-01-02T00:00:00Z"));
-        let [Change::InsertPayment(row)] = changes.as_slice() else { panic!("one payment insert expected: {changes:?}") };
+        let [Change::InsertPayment(row)] = changes.as_slice() else {
+            panic!("one payment insert expected: {changes:?}")
+        };
         assert_eq!(row.settlement_date, date(2025, 1, 1), "16:30 UTC on 31 Dec is 00:30 on 1 Jan in Shanghai");
         assert_eq!(row.amount_fen, 12_345);
     }

@@ -69,3 +69,15 @@ mod tests {
         assert_eq!(bounded_text("note", "", 10).unwrap(), "");
     }
 }
+
+/// An amount a user states (contract amount, payment, reversal, price, budget): positive and
+/// below 10^12 yuan (DOMAIN.md "Money and dates").
+pub fn amount(field: &str, money: crate::money::Money) -> Result<crate::money::Money, ValidationError> {
+    if !money.is_positive() {
+        return Err(ValidationError::new(field, "amount_positive", "must be greater than 0.00 yuan"));
+    }
+    if money.fen() >= crate::money::AMOUNT_FEN_LIMIT {
+        return Err(ValidationError::new(field, "amount_below_limit", "must be below 1000000000000 yuan (10^12)"));
+    }
+    Ok(money)
+}

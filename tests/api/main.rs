@@ -2,3 +2,6 @@
 //! real HTTP endpoint. One binary, one module per concern (zero2prod).
 
 mod event_log;
+mod flow;
+mod http_spec;
+mod schema;

@@ -6,15 +6,16 @@
 //! database `techmarket_test_<uuid>` there and drops it when it passes. A PostgreSQL test
 //! never skips: with no server it fails, saying how to get one.
 
-// pub mod app;
+pub mod app;
 pub mod fixtures;
+pub mod scenario;
 
 use std::path::PathBuf;
 
 use ledger::store::{Backend, Store, StoreOptions};
 use sqlx::Connection;
 
-// pub use app::{TestApp, spawn_app};
+pub use app::{TestApp, spawn_app};
 
 /// The server every PostgreSQL test database is created on.
 pub fn postgres_admin_url() -> String {

@@ -135,6 +135,9 @@ fn checked_details(d: &AchievementDetails) -> Result<AchievementDetails, DomainE
     if patents.len() != d.patent_numbers.len() {
         return Err(DomainError::invalid("patentNumbers", "unique_items", "a patent number is listed twice"));
     }
+    if let Some(price) = d.asking_price {
+        crate::validation::amount("askingPrice", price)?;
+    }
     if d.transfer_modes.is_empty() {
         return Err(DomainError::invalid("transferModes", "required", "name at least one transfer mode"));
     }

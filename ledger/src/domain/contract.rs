@@ -17,7 +17,7 @@ use crate::event::*;
 use crate::ids::*;
 use crate::money::Money;
 use crate::time::shanghai_date;
-use crate::validation::{REASON_CHARS_MAX, REFERENCE_CHARS_MAX, TITLE_CHARS_MAX, required_text};
+use crate::validation::{REASON_CHARS_MAX, REFERENCE_CHARS_MAX, TITLE_CHARS_MAX, amount, required_text};
 use crate::vocabulary::ContractType;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +191,8 @@ pub(crate) fn sign(c: &SignContract, actor: &Actor, facts: &Facts) -> Result<Vec
     }
     let contract_number = required_text("contractNumber", &c.contract_number, REFERENCE_CHARS_MAX)?;
     let title = required_text("title", &c.title, TITLE_CHARS_MAX)?;
+    amount("contractAmount", c.contract_amount)?;
+    amount("techTransactionAmount", c.tech_transaction_amount)?;
     tech_within_contract(c.tech_transaction_amount, c.contract_amount, "techTransactionAmount")?;
     facts.organisation(c.seller_id)?.ok_or_else(|| DomainError::not_found("organisation", c.seller_id))?;
     facts.organisation(c.buyer_id)?.ok_or_else(|| DomainError::not_found("organisation", c.buyer_id))?;
@@ -285,6 +287,7 @@ pub(crate) fn register(c: &RegisterContract, actor: &Actor, facts: &Facts) -> Re
         ));
     }
     not_before(c.registered_on, k.signed_on, "registeredOn", "the signing date")?;
+    amount("certifiedTechTransactionAmount", c.certified_tech_transaction_amount)?;
     tech_within_contract(c.certified_tech_transaction_amount, k.contract_amount, "certifiedTechTransactionAmount")?;
     Ok(vec![Event::ContractRegistered(ContractRegistered {
         contract_id: k.id,
@@ -299,6 +302,8 @@ pub(crate) fn amend(c: &AmendContract, actor: &Actor, facts: &Facts) -> Result<V
     authorize(may_act_for_seller(actor, k.seller_id), actor, "amend another seller's contract")?;
     not_terminated(k)?;
     not_before(c.amended_on, k.signed_on, "amendedOn", "the signing date")?;
+    amount("contractAmount", c.contract_amount)?;
+    amount("techTransactionAmount", c.tech_transaction_amount)?;
     tech_within_contract(c.tech_transaction_amount, c.contract_amount, "techTransactionAmount")?;
     if c.contract_amount < k.net_received {
         return Err(DomainError::violation(
@@ -346,6 +351,7 @@ pub(crate) fn record_payment(c: &RecordPayment, actor: &Actor, facts: &Facts) ->
     if k.payments.contains_key(&c.payment_id) {
         return Err(DomainError::AlreadyExists { what: "payment", id: c.payment_id.to_string() });
     }
+    amount("amount", c.amount)?;
     let bank_reference = required_text("bankReference", &c.bank_reference, REFERENCE_CHARS_MAX)?;
     if let Some(p) = k.payments.values().find(|p| p.bank_reference == bank_reference) {
         return Err(DomainError::violation(
@@ -383,6 +389,7 @@ pub(crate) fn reverse_payment(c: &ReversePayment, actor: &Actor, facts: &Facts) 
     authorize(actor.role == Role::Registrar, actor, "reverse payments")?;
     let k = existing(facts, c.contract_id)?;
     let p = k.payments.get(&c.payment_id).ok_or_else(|| DomainError::not_found("payment", c.payment_id))?;
+    amount("amount", c.amount)?;
     if k.reversal_ids.contains(&c.reversal_id) {
         return Err(DomainError::AlreadyExists { what: "reversal", id: c.reversal_id.to_string() });
     }
@@ -559,6 +566,16 @@ mod tests {
         given(&m.history)
             .when(registrar(), pay(k, Money::from_fen(1), "B3"))
             .then_rule(rules::NET_RECEIVED_WITHIN_CONTRACT_AMOUNT);
+    }
+
+    #[test]
+    fn amounts_are_positive_whoever_builds_the_command() {
+        let (m, k) = signed();
+        let err = given(&m.history).when(registrar(), pay(k, Money::ZERO, "B0")).then_rule("amount_positive");
+        assert_eq!(err.field(), Some("amount"));
+        let mut cmd = sign_cmd(m.owner, m.enterprise, Some(m.achievement));
+        cmd.contract_amount = Money::from_fen(-1);
+        given(&m.history).when(seller(m.owner), Command::SignContract(cmd)).then_rule("amount_positive");
     }
 
     #[test]

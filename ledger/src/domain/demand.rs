@@ -50,6 +50,9 @@ pub(crate) fn post(c: &PostDemand, actor: &Actor, facts: &Facts) -> Result<Vec<E
         return Err(DomainError::AlreadyExists { what: "demand", id: c.demand_id.to_string() });
     }
     facts.organisation(c.enterprise_id)?.ok_or_else(|| DomainError::not_found("organisation", c.enterprise_id))?;
+    if let Some(budget) = c.budget {
+        crate::validation::amount("budget", budget)?;
+    }
     Ok(vec![Event::DemandPosted(DemandPosted {
         demand_id: c.demand_id,
         enterprise_id: c.enterprise_id,

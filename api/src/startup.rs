@@ -1,0 +1,94 @@
+//! Building and running the server (zero2prod's `Application`): connect and migrate the
+//! store, build the schema, bind the listener; tests build the same thing on port 0.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, guard, web};
+use anyhow::Context as _;
+use ledger::service::Ledger;
+use ledger::store::Store;
+
+use crate::auth::TokenKeys;
+use crate::config::ServeArgs;
+use crate::graphql::{SchemaLimits, build_schema};
+use crate::http::{self, AppState};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Connects, migrates and binds; the server runs once [`run_until_stopped`] is awaited.
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Application> {
+        let (secret, development_secret) = args.security.token_secret()?;
+        if development_secret {
+            tracing::warn!(
+                "DEVELOPMENT MODE: tokens are signed with the built-in development secret; \
+                 anyone can mint them. Set TECHMARKET_ENV=production and TECHMARKET_JWT_SECRET for real use."
+            );
+        }
+        let store = Store::connect(&args.database.database_url, &args.database.store_options())
+            .await
+            .with_context(|| format!("cannot open the database at {}", redact(&args.database.database_url)))?;
+        store.migrate().await.context("cannot apply the database migrations")?;
+        let ledger = Ledger::new(store);
+        let limits = SchemaLimits { introspection: args.introspection_enabled(), ..SchemaLimits::default() };
+        let state = web::Data::new(AppState {
+            schema: build_schema(ledger.clone(), limits),
+            tokens: TokenKeys::from_secret(&secret),
+            ledger,
+            graphiql: args.graphiql_enabled(),
+            body_bytes_max: args.body_bytes_max,
+        });
+        let listener = TcpListener::bind(&args.bind).with_context(|| format!("cannot listen on {}", args.bind))?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(state.clone())
+                .service(
+                    web::resource("/graphql")
+                        .route(web::get().to(http::graphql_get))
+                        .route(web::post().to(http::graphql_post))
+                        .route(
+                            web::route()
+                                .guard(guard::Any(guard::Put()).or(guard::Delete()).or(guard::Patch()))
+                                .to(http::graphql_other),
+                        ),
+                )
+                .route("/health", web::get().to(http::health))
+                .route("/ready", web::get().to(http::ready))
+        })
+        .shutdown_timeout(args.shutdown_timeout().as_secs())
+        .listen(listener)?;
+        if let Some(workers) = args.workers {
+            server = server.workers(workers);
+        }
+        Ok(Application { port, server: server.run() })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests (up to the shutdown timeout).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
