@@ -140,6 +140,19 @@ pub struct RegisterContract {
     pub registration_number: RegistrationNumber,
     pub registered_on: NaiveDate,
     pub certified_tech_transaction_amount: Money,
+    pub field: Option<TechField>,
+}
+
+/// Enacts the next version of a policy (rates, caps and dates are data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnactPolicy {
+    pub kind: crate::policy::PolicyKind,
+    pub rate: crate::money::Rate,
+    pub cap: Money,
+    pub cap_period: crate::policy::CapPeriod,
+    pub effective_from: NaiveDate,
+    pub effective_until: Option<NaiveDate>,
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -198,6 +211,7 @@ pub enum Command {
     TerminateContract(TerminateContract),
     RecordPayment(RecordPayment),
     ReversePayment(ReversePayment),
+    EnactPolicy(EnactPolicy),
 }
 
 impl Command {
@@ -221,6 +235,7 @@ impl Command {
             Command::TerminateContract(_) => "TerminateContract",
             Command::RecordPayment(_) => "RecordPayment",
             Command::ReversePayment(_) => "ReversePayment",
+            Command::EnactPolicy(_) => "EnactPolicy",
         }
     }
 
@@ -246,6 +261,7 @@ impl Command {
             Command::TerminateContract(c) => c.contract_id.stream(),
             Command::RecordPayment(c) => c.contract_id.stream(),
             Command::ReversePayment(c) => c.contract_id.stream(),
+            Command::EnactPolicy(c) => c.kind.id().stream(),
         }
     }
 
@@ -270,6 +286,7 @@ impl Command {
             Command::TerminateContract(c) => c.contract_id.0,
             Command::RecordPayment(c) => c.payment_id.0,
             Command::ReversePayment(c) => c.reversal_id.0,
+            Command::EnactPolicy(c) => c.kind.id().0,
         }
     }
 }

@@ -174,6 +174,10 @@ pub struct ContractRegistered {
     pub registration_number: RegistrationNumber,
     pub registered_on: NaiveDate,
     pub certified_tech_transaction_amount: Money,
+    /// The technology field the registry classified the contract under (技术领域), when it
+    /// did; statistics fall back to the achievement's field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<TechField>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +217,13 @@ pub struct PaymentReversed {
     pub reason: String,
 }
 
+/// A new version of a policy, enacted by an administrator (see `policy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyEnacted {
+    #[serde(flatten)]
+    pub policy: crate::policy::PolicyVersion,
+}
+
 /// Every fact the ledger records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -236,6 +247,7 @@ pub enum Event {
     ContractTerminated(ContractTerminated),
     PaymentSettled(PaymentSettled),
     PaymentReversed(PaymentReversed),
+    PolicyEnacted(PolicyEnacted),
 }
 
 /// Why a stored event could not be turned back into an [`Event`].
@@ -274,6 +286,7 @@ impl Event {
             Event::ContractTerminated(_) => "ContractTerminated",
             Event::PaymentSettled(_) => "PaymentSettled",
             Event::PaymentReversed(_) => "PaymentReversed",
+            Event::PolicyEnacted(_) => "PolicyEnacted",
         }
     }
 
@@ -298,7 +311,8 @@ impl Event {
             | "ContractAmended"
             | "ContractTerminated"
             | "PaymentSettled"
-            | "PaymentReversed" => Some(1),
+            | "PaymentReversed"
+            | "PolicyEnacted" => Some(1),
             _ => None,
         }
     }
@@ -329,6 +343,7 @@ impl Event {
             Event::ContractTerminated(e) => e.contract_id.stream(),
             Event::PaymentSettled(e) => e.contract_id.stream(),
             Event::PaymentReversed(e) => e.contract_id.stream(),
+            Event::PolicyEnacted(e) => e.policy.kind.id().stream(),
         }
     }
 

@@ -67,6 +67,11 @@ id_type!(
     ContractId, "contract"
 );
 
+id_type!(
+    /// A policy (one fixed id per kind; its stream records the enacted versions).
+    PolicyId, "policy"
+);
+
 /// An accreditation of an organisation (lives in the organisation's stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -112,6 +117,7 @@ pub enum StreamKind {
     Demand,
     Match,
     Contract,
+    Policy,
 }
 
 impl StreamId {
@@ -129,6 +135,7 @@ impl StreamId {
             DemandId::STREAM_PREFIX => StreamKind::Demand,
             MatchId::STREAM_PREFIX => StreamKind::Match,
             ContractId::STREAM_PREFIX => StreamKind::Contract,
+            PolicyId::STREAM_PREFIX => StreamKind::Policy,
             _ => return None,
         })
     }

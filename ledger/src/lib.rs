@@ -17,9 +17,15 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod money;
+pub mod policy;
+pub mod projection;
 pub mod readmodel;
+pub mod reports;
 pub mod service;
+pub mod statement;
 pub mod store;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod time;
 pub mod upcast;
 pub mod validation;

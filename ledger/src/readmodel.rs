@@ -114,6 +114,19 @@ pub struct PaymentRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersionRow {
+    pub policy: &'static str,
+    pub version: i32,
+    pub rate: String,
+    pub cap_fen: i64,
+    pub cap_period: &'static str,
+    pub basis: &'static str,
+    pub effective_from: NaiveDate,
+    pub effective_until: Option<NaiveDate>,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReversalRow {
     pub id: String,
     pub payment_id: String,
@@ -181,6 +194,7 @@ pub enum Change {
     },
     InsertPayment(PaymentRow),
     InsertReversal(ReversalRow),
+    InsertPolicyVersion(PolicyVersionRow),
 }
 
 /// The claim keys of unique values, one spelling for writer and reader.
@@ -368,6 +382,22 @@ pub fn changes(recorded: &RecordedEvent) -> Vec<Change> {
             reversal_date: shanghai_date(e.reversed_at),
             reason: e.reason.clone(),
         })],
+        Event::PolicyEnacted(e) => vec![Change::InsertPolicyVersion(policy_version_row(&e.policy))],
+    }
+}
+
+/// The row of a policy version (also used for the shipped defaults).
+pub fn policy_version_row(p: &crate::policy::PolicyVersion) -> PolicyVersionRow {
+    PolicyVersionRow {
+        policy: p.kind.as_str(),
+        version: i32::try_from(p.version).expect("few versions"),
+        rate: p.rate.to_string(),
+        cap_fen: p.cap.fen(),
+        cap_period: p.cap_period.as_str(),
+        basis: p.basis.as_str(),
+        effective_from: p.effective_from,
+        effective_until: p.effective_until,
+        source: p.source.clone(),
     }
 }
 

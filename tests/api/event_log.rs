@@ -365,10 +365,10 @@ both_backends!(a_unique_value_is_claimed_once_across_streams, |db| async move {
 both_backends!(rebuilt_read_models_equal_the_live_ones_after_a_long_random_scenario, |db| async move {
     let store = db.store().await;
     let ledger = Ledger::new(store.clone());
-    let mut scenario = integration::scenario::Scenario::new(integration::scenario::Scenario::seed_from_env());
-    scenario.play(&ledger, 600).await;
-    println!("accepted {} commands, refused {}", scenario.accepted, scenario.refused);
-    assert!(scenario.accepted > 300 && scenario.refused > 10, "the scenario exercises both paths");
+    let mut scenario = ledger::testkit::Scenario::new(integration::scenario::seed_from_env());
+    let (accepted, refused) = integration::scenario::play(&ledger, &mut scenario, 600).await;
+    println!("accepted {accepted} commands, refused {refused}");
+    assert!(accepted > 300 && refused > 10, "the scenario exercises both paths");
     let live = store.dump_read_models().await.unwrap();
     let report = store.rebuild_projections(|_| {}).await.unwrap();
     let rebuilt = store.dump_read_models().await.unwrap();

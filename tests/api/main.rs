@@ -5,3 +5,4 @@ mod event_log;
 mod flow;
 mod http_spec;
 mod schema;
+mod statements;

@@ -2,24 +2,16 @@
 //! actors the rules require.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use ledger::codes::{CreditCode, DivisionCode, RegistrationNumber, Share};
+use ledger::codes::{DivisionCode, RegistrationNumber};
 use ledger::command::*;
-use ledger::event::{AchievementDetails, Completer};
+use ledger::event::AchievementDetails;
 use ledger::ids::*;
 use ledger::service::{CommandContext, CommandError, Ledger};
 use ledger::store::Receipt;
 use ledger::vocabulary::*;
 use ledger::{Actor, Money, Role};
 
-/// Valid unified social credit codes (check characters computed with GB 32100-2015).
-pub fn credit_code(n: u32) -> CreditCode {
-    const ALPHABET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-    const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
-    let body = format!("91500106{:09}", n);
-    let sum: u32 = body.chars().zip(WEIGHTS).map(|(c, w)| ALPHABET.find(c).expect("in alphabet") as u32 * w).sum();
-    let check = ALPHABET.as_bytes()[((31 - sum % 31) % 31) as usize] as char;
-    CreditCode::parse("creditCode", &format!("{body}{check}")).expect("valid credit code")
-}
+pub use ledger::testkit::{completers, credit_code};
 
 pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
@@ -102,17 +94,6 @@ pub async fn accredit(ledger: &Ledger, org: OrganisationId, kind: AccreditationK
     .expect("accredit");
 }
 
-pub fn completers(shares: &[&str]) -> Vec<Completer> {
-    shares
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Completer {
-            name: format!("完成人{}", i + 1),
-            share: Share::parse("share", s).expect("valid share"),
-        })
-        .collect()
-}
-
 pub async fn list_achievement(ledger: &Ledger, owner: OrganisationId, shares: &[&str]) -> AchievementId {
     let id = AchievementId::new_v7();
     run(
@@ -180,6 +161,7 @@ pub async fn register_contract(ledger: &Ledger, contract: ContractId, number: &s
             registration_number: RegistrationNumber::parse("registrationNumber", number).expect("valid"),
             registered_on: on,
             certified_tech_transaction_amount: certified,
+            field: None,
         }),
     )
     .await

@@ -353,6 +353,8 @@ pub struct RegisterContractInput {
     pub registered_on: Date,
     /// 技术交易额 as certified by the registry.
     pub certified_tech_transaction_amount: Money,
+    /// The technology field the registry classified the contract under.
+    pub field: Option<TechField>,
 }
 
 impl RegisterContractInput {
@@ -362,6 +364,7 @@ impl RegisterContractInput {
             registration_number: RegistrationNumber::parse("registrationNumber", &self.registration_number)?,
             registered_on: self.registered_on.0,
             certified_tech_transaction_amount: self.certified_tech_transaction_amount.0,
+            field: self.field.map(Into::into),
         }))
     }
 }

@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod ledger_view;
 pub mod market;
 pub mod scalars;
+pub mod statements;
 pub mod types;
 
 use async_graphql::{EmptySubscription, ErrorExtensions, MergedObject, Schema};
@@ -20,11 +21,11 @@ use ledger::{Actor, DomainError};
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(market::MarketQuery, market::ContractQuery, ledger_view::LedgerQuery);
+pub struct QueryRoot(market::MarketQuery, market::ContractQuery, ledger_view::LedgerQuery, statements::StatementQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(market::MarketMutation, market::ContractMutation);
+pub struct MutationRoot(market::MarketMutation, market::ContractMutation, statements::PolicyMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

@@ -25,6 +25,7 @@ pub struct Registration {
     pub registration_number: RegistrationNumber,
     pub registered_on: NaiveDate,
     pub certified_tech_transaction_amount: Money,
+    pub field: Option<crate::vocabulary::TechField>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,7 @@ pub(crate) fn evolve(state: &mut Option<Contract>, event: &Event) {
                 registration_number: e.registration_number.clone(),
                 registered_on: e.registered_on,
                 certified_tech_transaction_amount: e.certified_tech_transaction_amount,
+                field: e.field,
             });
         }
         Event::ContractAmended(e) => {
@@ -294,6 +296,7 @@ pub(crate) fn register(c: &RegisterContract, actor: &Actor, facts: &Facts) -> Re
         registration_number: c.registration_number.clone(),
         registered_on: c.registered_on,
         certified_tech_transaction_amount: c.certified_tech_transaction_amount,
+        field: c.field,
     })])
 }
 
@@ -658,6 +661,7 @@ mod tests {
             registration_number: RegistrationNumber::parse("r", "2024500106000001").unwrap(),
             registered_on: date(2024, 3, 20),
             certified_tech_transaction_amount: yuan(900_000),
+            field: None,
         });
         given(&m.history).when(seller(m.owner), register.clone()).then_code("FORBIDDEN");
         m.history.extend(given(&m.history).when(registrar(), register.clone()).events());

@@ -15,6 +15,7 @@ pub mod contract;
 pub mod demand;
 pub mod matching;
 pub mod organisation;
+pub mod policy;
 
 use std::collections::HashMap;
 
@@ -30,6 +31,7 @@ pub use contract::Contract;
 pub use demand::Demand;
 pub use matching::Match;
 pub use organisation::Organisation;
+pub use policy::Policy;
 
 /// The state of one aggregate, by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,7 @@ pub enum AggregateState {
     Demand(Demand),
     Match(Match),
     Contract(Contract),
+    Policy(Policy),
 }
 
 /// A stream as loaded for a decision: its version and its folded state (`None`: no stream).
@@ -106,6 +109,7 @@ impl Facts {
     fact_getter!(demand, DemandId, Demand, Demand);
     fact_getter!(match_, MatchId, Match, Match);
     fact_getter!(contract, ContractId, Contract, Contract);
+    fact_getter!(policy, PolicyId, Policy, Policy);
 }
 
 /// Folds a whole stream into its aggregate's state.
@@ -139,6 +143,7 @@ pub fn evolve(state: &mut Option<AggregateState>, event: &Event) {
         StreamKind::Demand => step!(Demand, demand),
         StreamKind::Match => step!(Match, matching),
         StreamKind::Contract => step!(Contract, contract),
+        StreamKind::Policy => step!(Policy, policy),
     }
 }
 
@@ -170,6 +175,7 @@ pub fn streams_needed(command: &Command, facts: &Facts) -> Vec<StreamId> {
         Command::TerminateContract(c) => vec![c.contract_id.stream()],
         Command::RecordPayment(c) => vec![c.contract_id.stream()],
         Command::ReversePayment(c) => vec![c.contract_id.stream()],
+        Command::EnactPolicy(c) => vec![c.kind.id().stream()],
     };
     wanted.retain(|s| !facts.is_loaded(s));
     wanted.sort();
@@ -198,6 +204,7 @@ pub fn decide(command: &Command, actor: &Actor, facts: &Facts) -> Result<Vec<Eve
         Command::TerminateContract(c) => contract::terminate(c, actor, facts)?,
         Command::RecordPayment(c) => contract::record_payment(c, actor, facts)?,
         Command::ReversePayment(c) => contract::reverse_payment(c, actor, facts)?,
+        Command::EnactPolicy(c) => policy::enact(c, actor, facts)?,
     };
     // Every decision either refuses or records something, and only in streams it read.
     assert!(!events.is_empty(), "{} decided to record nothing", command.name());

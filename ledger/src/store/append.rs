@@ -90,31 +90,55 @@ impl Store {
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<Result<AppendOutcome, Refusal>>, StoreError> {
         let mut tx = self.begin_append().await?;
-        let (mut head_position, mut head_hash) = head(&mut tx).await?;
-        let recorded_at = to_micros(Utc::now());
-        let mut results = Vec::with_capacity(requests.len());
-        for request in &requests {
-            execute!(&mut tx, sqlx::query("SAVEPOINT append_request"))?;
-            let result = append_one(&mut tx, request, head_position, head_hash, recorded_at).await?;
-            match &result {
-                Ok(AppendOutcome::Appended(a)) => {
-                    let last = a.events.last().expect("an append has events");
-                    assert_eq!(last.position, head_position + a.receipt.event_count, "positions are gap-free");
-                    head_position = last.position;
-                    head_hash = last.hash;
-                    execute!(&mut tx, sqlx::query("RELEASE SAVEPOINT append_request"))?;
-                }
-                Ok(AppendOutcome::AlreadyDone(_)) | Err(_) => {
-                    execute!(&mut tx, sqlx::query("ROLLBACK TO SAVEPOINT append_request"))?;
-                    execute!(&mut tx, sqlx::query("RELEASE SAVEPOINT append_request"))?;
-                }
+        let mut runtime = self.policy_runtime.lock().await;
+        // Whatever fails after the fold has seen the batch leaves it holding events that were
+        // never committed: drop it, the next append rebuilds it from the log.
+        let results = match append_in(&mut tx, &mut runtime, &requests).await {
+            Ok(results) => results,
+            Err(e) => {
+                runtime.invalidate();
+                return Err(e);
             }
-            results.push(result);
+        };
+        if let Err(e) = tx.commit().await {
+            runtime.invalidate();
+            return Err(e.into());
         }
-        super::project::record_projection_position(&mut tx, readmodel::PROJECTION, head_position).await?;
-        tx.commit().await?;
         Ok(results)
     }
+}
+
+async fn append_in(
+    tx: &mut Tx,
+    runtime: &mut super::policy::PolicyRuntime,
+    requests: &[AppendRequest],
+) -> Result<Vec<Result<AppendOutcome, Refusal>>, StoreError> {
+    let (mut head_position, mut head_hash) = head(tx).await?;
+    let projections = super::policy::caught_up(tx, runtime, head_position).await?;
+    let recorded_at = to_micros(Utc::now());
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        execute!(tx, sqlx::query("SAVEPOINT append_request"))?;
+        let result = append_one(tx, projections, request, head_position, head_hash, recorded_at).await?;
+        match &result {
+            Ok(AppendOutcome::Appended(a)) => {
+                let last = a.events.last().expect("an append has events");
+                assert_eq!(last.position, head_position + a.receipt.event_count, "positions are gap-free");
+                head_position = last.position;
+                head_hash = last.hash;
+                execute!(tx, sqlx::query("RELEASE SAVEPOINT append_request"))?;
+            }
+            Ok(AppendOutcome::AlreadyDone(_)) | Err(_) => {
+                execute!(tx, sqlx::query("ROLLBACK TO SAVEPOINT append_request"))?;
+                execute!(tx, sqlx::query("RELEASE SAVEPOINT append_request"))?;
+            }
+        }
+        results.push(result);
+    }
+    assert_eq!(projections.position(), head_position, "the policy fold has seen exactly the log");
+    super::project::record_projection_position(tx, readmodel::PROJECTION, head_position).await?;
+    super::project::record_projection_position(tx, super::policy::PROJECTION, head_position).await?;
+    Ok(results)
 }
 
 /// The last position and hash of the log (0 and the genesis hash when empty).
@@ -136,6 +160,7 @@ pub(super) fn to_hash(position: Position, bytes: &[u8]) -> Result<Hash, StoreErr
 
 async fn append_one(
     tx: &mut Tx,
+    projections: &mut crate::projection::Projections,
     request: &AppendRequest,
     head_position: Position,
     head_hash: Hash,
@@ -193,6 +218,10 @@ async fn append_one(
             super::project::apply(tx, change, *position).await?;
         }
     }
+    // Past the last refusal: the policy fold sees the events only once they are certain to be
+    // written with this batch.
+    let outputs: Vec<crate::projection::Output> = events.iter().flat_map(|e| projections.apply(e)).collect();
+    super::policy::persist(tx, &outputs).await?;
 
     let receipt = Receipt {
         command: request.metadata.command.clone(),

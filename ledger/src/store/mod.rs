@@ -8,10 +8,12 @@
 //! the SQL must differ (locking), the engines get their own statement.
 
 mod append;
+mod policy;
 mod project;
 pub mod queries;
 mod read;
 mod rebuild;
+pub mod statements;
 mod verify;
 
 use std::path::Path;
@@ -24,6 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use append::{AppendOutcome, AppendRequest, Appended, IdempotencyClaim, Receipt, Refusal};
+pub use policy::PROJECTION as POLICY_PROJECTION;
 pub use read::StoredEvent;
 pub use rebuild::RebuildReport;
 pub use verify::{ChainBreak, VerifyReport};
@@ -168,6 +171,8 @@ impl Default for StoreOptions {
 pub struct Store {
     pub(crate) db: Db,
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// The policy projections' fold, kept in step with the log (see `policy`).
+    policy_runtime: Arc<tokio::sync::Mutex<policy::PolicyRuntime>>,
 }
 
 /// Advisory-lock key that serialises appends on PostgreSQL (any constant unique to us).
@@ -210,7 +215,11 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        Ok(Store { db, sqlite_writer: Arc::new(tokio::sync::Mutex::new(())) })
+        Ok(Store {
+            db,
+            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+            policy_runtime: Arc::new(tokio::sync::Mutex::new(policy::PolicyRuntime::default())),
+        })
     }
 
     pub fn backend(&self) -> Backend {

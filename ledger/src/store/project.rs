@@ -330,6 +330,25 @@ pub(super) async fn apply(tx: &mut Tx, change: &Change, position: Position) -> R
                     .bind(&r.contract_id)
             );
         }
+        Change::InsertPolicyVersion(r) => {
+            execute!(
+                tx,
+                sqlx::query(
+                    "INSERT INTO policy_versions (policy, version, rate, cap_fen, cap_period, basis, effective_from, effective_until, source, created_position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(r.policy)
+                .bind(r.version)
+                .bind(&r.rate)
+                .bind(r.cap_fen)
+                .bind(r.cap_period)
+                .bind(r.basis)
+                .bind(r.effective_from)
+                .bind(r.effective_until)
+                .bind(&r.source)
+                .bind(position)
+            )?;
+        }
     }
     Ok(())
 }

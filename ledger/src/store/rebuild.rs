@@ -4,15 +4,28 @@
 
 use serde::Serialize;
 
-use super::{Store, StoreError, execute, with_conn};
+use std::collections::HashMap;
+
+use super::{Store, StoreError, Tx, execute, with_conn};
 use crate::event::Position;
+use crate::projection::{Output, Projections};
 use crate::readmodel;
 
 /// Rows replayed per read while rebuilding.
 const PAGE_ROWS: i64 = 5_000;
 
 /// The read-model tables, emptied and refilled by a rebuild (children before parents).
-pub const READ_MODEL_TABLES: [&str; 11] = [
+pub const READ_MODEL_TABLES: [&str; 21] = [
+    "subsidy_completer_lines",
+    "subsidy_lines",
+    "subsidy_completer_totals",
+    "subsidy_totals",
+    "incentive_lines",
+    "incentive_totals",
+    "turnover_lines",
+    "turnover_cells",
+    "policy_versions",
+    "projection_positions",
     "unique_claims",
     "achievement_completers",
     "payment_reversals",
@@ -36,32 +49,17 @@ impl Store {
     /// Rebuilds every read model from the log. `progress` gets the last position replayed.
     pub async fn rebuild_projections(&self, mut progress: impl FnMut(Position)) -> Result<RebuildReport, StoreError> {
         let mut tx = self.begin_append().await?;
-        for table in READ_MODEL_TABLES {
-            let sql = format!("DELETE FROM {table}");
-            execute!(&mut tx, sqlx::query(sqlx::AssertSqlSafe(sql)))?;
-        }
-        let mut after: Position = 0;
-        let mut replayed = 0i64;
-        loop {
-            // Read through the transaction's own connection: it holds the lock.
-            let sql = "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash \
-                       FROM events WHERE position > $1 ORDER BY position LIMIT $2";
-            let rows: Vec<super::StoredEvent> =
-                with_conn!(&mut tx, |c| sqlx::query_as(sql).bind(after).bind(PAGE_ROWS).fetch_all(&mut *c).await)?;
-            let Some(last) = rows.last() else { break };
-            after = last.position;
-            for row in &rows {
-                let recorded = row.decode()?;
-                for change in readmodel::changes(&recorded) {
-                    super::project::apply(&mut tx, &change, recorded.position).await?;
-                }
-                replayed += 1;
-            }
-            progress(after);
-        }
-        super::project::record_projection_position(&mut tx, readmodel::PROJECTION, after).await?;
+        let mut runtime = self.policy_runtime.lock().await;
+        runtime.invalidate();
+        let mut projections = Projections::new();
+        let replayed = match rebuild_in(&mut tx, &mut projections, &mut progress).await {
+            Ok(replayed) => replayed,
+            Err(e) => return Err(e),
+        };
         tx.commit().await?;
-        Ok(RebuildReport { events_replayed: replayed, head_position: after })
+        let head_position = projections.position();
+        runtime.state = Some(projections);
+        Ok(RebuildReport { events_replayed: replayed, head_position })
     }
 
     /// Every row of every read-model table, as sorted text lines: for comparing a rebuilt
@@ -107,5 +105,63 @@ impl Store {
             super::with_pool!(&self.db, |p| sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(p).await)?;
         lines.sort();
         Ok(lines)
+    }
+}
+
+/// Empties the read models and replays the log into them: every line is written, but of the
+/// totals only the final value of each (the intermediate ones would be overwritten anyway).
+async fn rebuild_in(
+    tx: &mut Tx,
+    projections: &mut Projections,
+    progress: &mut impl FnMut(Position),
+) -> Result<i64, StoreError> {
+    for table in READ_MODEL_TABLES {
+        let sql = format!("DELETE FROM {table}");
+        execute!(tx, sqlx::query(sqlx::AssertSqlSafe(sql)))?;
+    }
+    let mut after: Position = 0;
+    let mut replayed = 0i64;
+    let mut totals: HashMap<String, Output> = HashMap::new();
+    loop {
+        // Read through the transaction's own connection: it holds the lock.
+        let sql = "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash \
+                   FROM events WHERE position > $1 ORDER BY position LIMIT $2";
+        let rows: Vec<super::StoredEvent> =
+            with_conn!(tx, |c| sqlx::query_as(sql).bind(after).bind(PAGE_ROWS).fetch_all(&mut *c).await)?;
+        let Some(last) = rows.last() else { break };
+        after = last.position;
+        for row in &rows {
+            let recorded = row.decode()?;
+            for change in readmodel::changes(&recorded) {
+                super::project::apply(tx, &change, recorded.position).await?;
+            }
+            let mut lines = Vec::new();
+            for output in projections.apply(&recorded) {
+                match total_key(&output) {
+                    Some(key) => {
+                        totals.insert(key, output);
+                    }
+                    None => lines.push(output),
+                }
+            }
+            super::policy::persist(tx, &lines).await?;
+            replayed += 1;
+        }
+        progress(after);
+    }
+    let finals: Vec<Output> = totals.into_values().collect();
+    super::policy::persist(tx, &finals).await?;
+    super::project::record_projection_position(tx, readmodel::PROJECTION, after).await?;
+    super::project::record_projection_position(tx, super::policy::PROJECTION, after).await?;
+    Ok(replayed)
+}
+
+/// The key a total replaces (lines have none).
+fn total_key(output: &Output) -> Option<String> {
+    match output {
+        Output::SubsidyTotal(t) => Some(format!("s:{}:{}", t.achievement_id, t.period)),
+        Output::IncentiveTotal(t) => Some(format!("i:{}:{}", t.center_id, t.year)),
+        Output::TurnoverCell(c) => Some(format!("t:{}:{}:{}", c.year, c.dimension, c.key)),
+        Output::SubsidyLine(_) | Output::IncentiveLine(_) | Output::TurnoverLine(_) => None,
     }
 }

@@ -1,0 +1,771 @@
+//! The policy projections of DOMAIN.md "The three computations", as one pure fold over the
+//! log: the completer subsidy (5 %, capped per achievement), the operating-center incentive
+//! (2 %, capped per center and year) and the annual technology-contract turnover.
+//!
+//! `Projections::apply` takes one recorded event and returns the lines it makes (dated,
+//! explained, carrying the event's position) and the totals it changes. No I/O, no clock:
+//! the live store persists the outputs in the appending transaction, `rebuild-projections`
+//! and statements "as of" a position replay a prefix of the log through the same fold.
+//!
+//! Facts the rules read (accreditations on a date, a contract's parties and registration, a
+//! payment's remaining amount) are kept by folding the domain's own aggregates, so the
+//! projections and the command rules can never disagree about them.
+
+pub mod capped;
+pub mod lines;
+mod turnover;
+
+use std::collections::HashMap;
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::domain::contract::Contract;
+use crate::domain::organisation::Organisation;
+use crate::event::*;
+use crate::ids::*;
+use crate::money::Money;
+use crate::policy::{CapPeriod, PolicyBook, PolicyKind, PolicyVersion};
+use crate::time::shanghai_date;
+use crate::vocabulary::{AccreditationKind, TechField};
+use capped::{Accumulator, split_largest_remainder};
+pub use lines::*;
+
+/// What the projections need of an achievement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AchievementFacts {
+    owner: OrganisationId,
+    field: TechField,
+    completers: Vec<Completer>,
+}
+
+/// How a payment counted in one scheme, decided at its settlement date (or, for a payment
+/// before registration, at the registration): a reversal counts where the payment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Counting {
+    /// The contract has no achievement (subsidy) or no operating center (incentive).
+    NotApplicable,
+    /// Waiting for the contract's registration.
+    Pending,
+    NotCounted(Vec<Reason>),
+    Counted {
+        period: i32,
+        version: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PaymentCounting {
+    subsidy: Counting,
+    incentive: Counting,
+    /// In the turnover's received amount (the contract was registered).
+    turnover: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct SubsidyBucket {
+    acc: Accumulator,
+    cap: Money,
+    completer_totals: Vec<Money>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct IncentiveBucket {
+    acc: Accumulator,
+    cap: Money,
+}
+
+/// The fold's state: everything a prefix of the log implies for the three computations.
+#[derive(Debug, Clone, Default)]
+pub struct Projections {
+    position: Position,
+    policies: PolicyBook,
+    organisations: HashMap<OrganisationId, Organisation>,
+    achievements: HashMap<AchievementId, AchievementFacts>,
+    contracts: HashMap<ContractId, Contract>,
+    /// Each contract's payments in ledger order (the cap is applied in that order).
+    contract_payments: HashMap<ContractId, Vec<PaymentId>>,
+    counting: HashMap<PaymentId, PaymentCounting>,
+    subsidy: HashMap<(AchievementId, i32), SubsidyBucket>,
+    incentive: HashMap<(OrganisationId, i32), IncentiveBucket>,
+    turnover: turnover::Turnover,
+}
+
+/// The event types the projections read; a replay may skip every other one.
+pub const EVENT_TYPES: [&str; 13] = [
+    "OrganisationRegistered",
+    "OrganisationAccredited",
+    "AccreditationRevoked",
+    "AchievementListed",
+    "AchievementRevised",
+    "ContractSigned",
+    "ContractRegistered",
+    "ContractAmended",
+    "ContractTerminated",
+    "PaymentSettled",
+    "PaymentReversed",
+    "PolicyEnacted",
+    // Completers are locked through the achievement stream; kept for completeness of order.
+    "CompletersLocked",
+];
+
+/// Numbers the lines of one event, per kind.
+struct Sink {
+    position: Position,
+    outputs: Vec<Output>,
+    subsidy_seq: u32,
+    incentive_seq: u32,
+    turnover_seq: u32,
+}
+
+impl Sink {
+    fn next(seq: &mut u32) -> u32 {
+        *seq += 1;
+        *seq - 1
+    }
+}
+
+fn period(cap_period: CapPeriod, date: NaiveDate) -> i32 {
+    match cap_period {
+        CapPeriod::Lifetime => 0,
+        CapPeriod::CalendarYear => date.year(),
+    }
+}
+
+fn fold_into<K: std::hash::Hash + Eq, S>(
+    map: &mut HashMap<K, S>,
+    key: K,
+    event: &Event,
+    evolve: fn(&mut Option<S>, &Event),
+) {
+    let mut state = map.remove(&key);
+    evolve(&mut state, event);
+    if let Some(s) = state {
+        map.insert(key, s);
+    }
+}
+
+impl Projections {
+    pub fn new() -> Projections {
+        Projections::default()
+    }
+
+    /// The last position folded.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    pub fn policies(&self) -> &PolicyBook {
+        &self.policies
+    }
+
+    /// Folds one event; returns the lines and totals it makes.
+    pub fn apply(&mut self, recorded: &RecordedEvent) -> Vec<Output> {
+        assert!(recorded.position > self.position, "events are folded in log order");
+        self.position = recorded.position;
+        let mut sink = Sink {
+            position: recorded.position,
+            outputs: Vec::new(),
+            subsidy_seq: 0,
+            incentive_seq: 0,
+            turnover_seq: 0,
+        };
+        let event = &recorded.event;
+        match event {
+            Event::OrganisationRegistered(e) => {
+                fold_into(&mut self.organisations, e.organisation_id, event, crate::domain::organisation::evolve)
+            }
+            Event::OrganisationAccredited(e) => {
+                fold_into(&mut self.organisations, e.organisation_id, event, crate::domain::organisation::evolve)
+            }
+            Event::AccreditationRevoked(e) => {
+                fold_into(&mut self.organisations, e.organisation_id, event, crate::domain::organisation::evolve)
+            }
+            Event::AchievementListed(e) => {
+                self.achievements.insert(
+                    e.achievement_id,
+                    AchievementFacts {
+                        owner: e.owner_id,
+                        field: e.details.field,
+                        completers: e.details.completers.clone(),
+                    },
+                );
+            }
+            Event::AchievementRevised(e) => {
+                let a = self.achievements.get_mut(&e.achievement_id).expect("revised after listed");
+                a.field = e.details.field;
+                a.completers = e.details.completers.clone();
+            }
+            Event::ContractSigned(e) => {
+                fold_into(&mut self.contracts, e.contract_id, event, crate::domain::contract::evolve);
+            }
+            Event::ContractRegistered(e) => {
+                fold_into(&mut self.contracts, e.contract_id, event, crate::domain::contract::evolve);
+                self.on_registered(e.contract_id, &mut sink);
+            }
+            Event::ContractAmended(e) => {
+                let before = self.contracts[&e.contract_id].contract_amount;
+                fold_into(&mut self.contracts, e.contract_id, event, crate::domain::contract::evolve);
+                self.on_amended(e.contract_id, before, &mut sink);
+            }
+            Event::ContractTerminated(e) => {
+                fold_into(&mut self.contracts, e.contract_id, event, crate::domain::contract::evolve);
+            }
+            Event::PaymentSettled(e) => {
+                fold_into(&mut self.contracts, e.contract_id, event, crate::domain::contract::evolve);
+                self.contract_payments.entry(e.contract_id).or_default().push(e.payment_id);
+                self.on_payment(e, &mut sink);
+            }
+            Event::PaymentReversed(e) => {
+                fold_into(&mut self.contracts, e.contract_id, event, crate::domain::contract::evolve);
+                self.on_reversal(e, &mut sink);
+            }
+            Event::PolicyEnacted(e) => self.policies.enact(e.policy.clone()),
+            _ => {}
+        }
+        sink.outputs
+    }
+
+    fn on_payment(&mut self, e: &PaymentSettled, sink: &mut Sink) {
+        let contract = &self.contracts[&e.contract_id];
+        let date = shanghai_date(e.settled_at);
+        let registered = contract.registration.is_some();
+        let (achievement, center) = (contract.achievement_id, contract.operating_center_id);
+        let mut counting =
+            PaymentCounting { subsidy: Counting::NotApplicable, incentive: Counting::NotApplicable, turnover: false };
+        if registered {
+            self.turnover_line(
+                sink,
+                LineKind::Payment,
+                e.contract_id,
+                Some(e.payment_id),
+                date,
+                0,
+                Money::ZERO,
+                Money::ZERO,
+                e.amount,
+            );
+            counting.turnover = true;
+        }
+        let target = Target {
+            contract_id: e.contract_id,
+            payment_id: e.payment_id,
+            reversal_id: None,
+            date,
+            received: e.amount,
+        };
+        if let Some(a) = achievement {
+            counting.subsidy = if registered {
+                self.count_subsidy(sink, LineKind::Payment, a, &target, e.amount)
+            } else {
+                self.subsidy_zero_line(sink, LineKind::Payment, a, &target, vec![Reason::ContractNotRegistered]);
+                Counting::Pending
+            };
+        }
+        if let Some(c) = center {
+            counting.incentive = if registered {
+                self.count_incentive(sink, LineKind::Payment, c, &target, e.amount)
+            } else {
+                self.incentive_zero_line(sink, LineKind::Payment, c, &target, vec![Reason::ContractNotRegistered]);
+                Counting::Pending
+            };
+        }
+        self.counting.insert(e.payment_id, counting);
+    }
+
+    fn on_reversal(&mut self, e: &PaymentReversed, sink: &mut Sink) {
+        let counting = self.counting.get(&e.payment_id).cloned().expect("a reversal follows its payment");
+        let contract = &self.contracts[&e.contract_id];
+        let (achievement, center) = (contract.achievement_id, contract.operating_center_id);
+        let date = shanghai_date(e.reversed_at);
+        if counting.turnover {
+            self.turnover_line(
+                sink,
+                LineKind::Reversal,
+                e.contract_id,
+                Some(e.payment_id),
+                date,
+                0,
+                Money::ZERO,
+                Money::ZERO,
+                -e.amount,
+            );
+        }
+        let target = Target {
+            contract_id: e.contract_id,
+            payment_id: e.payment_id,
+            reversal_id: Some(e.reversal_id),
+            date,
+            received: -e.amount,
+        };
+        if let Some(a) = achievement {
+            match &counting.subsidy {
+                Counting::NotApplicable => unreachable!("a contract with an achievement counts its payments"),
+                Counting::Pending => {
+                    self.subsidy_zero_line(sink, LineKind::Reversal, a, &target, vec![Reason::ContractNotRegistered])
+                }
+                Counting::NotCounted(reasons) => {
+                    self.subsidy_zero_line(sink, LineKind::Reversal, a, &target, reasons.clone())
+                }
+                Counting::Counted { period, version } => {
+                    let policy = self.policies.get(PolicyKind::CompleterSubsidy, *version).clone();
+                    self.subsidy_line(sink, LineKind::Reversal, a, &target, &policy, *period, -e.amount);
+                }
+            }
+        }
+        if let Some(c) = center {
+            match &counting.incentive {
+                Counting::NotApplicable => unreachable!("a contract with a center counts its payments"),
+                Counting::Pending => {
+                    self.incentive_zero_line(sink, LineKind::Reversal, c, &target, vec![Reason::ContractNotRegistered])
+                }
+                Counting::NotCounted(reasons) => {
+                    self.incentive_zero_line(sink, LineKind::Reversal, c, &target, reasons.clone())
+                }
+                Counting::Counted { period, version } => {
+                    let policy = self.policies.get(PolicyKind::OperatingCenterIncentive, *version).clone();
+                    self.incentive_line(sink, LineKind::Reversal, c, &target, &policy, *period, -e.amount);
+                }
+            }
+        }
+    }
+
+    /// Registration: the contract enters the turnover, and payments received before it start
+    /// to count (at their own settlement dates, with what is left of them).
+    fn on_registered(&mut self, contract_id: ContractId, sink: &mut Sink) {
+        let contract = &self.contracts[&contract_id];
+        let registration = contract.registration.clone().expect("just registered");
+        let (amount, achievement, center) =
+            (contract.contract_amount, contract.achievement_id, contract.operating_center_id);
+        self.turnover_line(
+            sink,
+            LineKind::Registration,
+            contract_id,
+            None,
+            registration.registered_on,
+            1,
+            amount,
+            registration.certified_tech_transaction_amount,
+            Money::ZERO,
+        );
+        let earlier = self.contract_payments.get(&contract_id).cloned().unwrap_or_default();
+        for payment_id in earlier {
+            let payment = self.contracts[&contract_id].payments[&payment_id].clone();
+            let (remaining, date) = (payment.remaining(), shanghai_date(payment.settled_at));
+            let mut counting = self.counting[&payment_id].clone();
+            assert!(!counting.turnover, "payments before registration were not in the turnover");
+            if remaining.is_positive() {
+                self.turnover_line(
+                    sink,
+                    LineKind::Registration,
+                    contract_id,
+                    Some(payment_id),
+                    date,
+                    0,
+                    Money::ZERO,
+                    Money::ZERO,
+                    remaining,
+                );
+            }
+            counting.turnover = true;
+            let target = Target { contract_id, payment_id, reversal_id: None, date, received: Money::ZERO };
+            if let (Some(a), Counting::Pending) = (achievement, &counting.subsidy) {
+                counting.subsidy = if remaining.is_positive() {
+                    self.count_subsidy(sink, LineKind::Registration, a, &target, remaining)
+                } else {
+                    Counting::NotCounted(Vec::new())
+                };
+            }
+            if let (Some(c), Counting::Pending) = (center, &counting.incentive) {
+                counting.incentive = if remaining.is_positive() {
+                    self.count_incentive(sink, LineKind::Registration, c, &target, remaining)
+                } else {
+                    Counting::NotCounted(Vec::new())
+                };
+            }
+            self.counting.insert(payment_id, counting);
+        }
+    }
+
+    /// An amended contract amount of a registered contract changes its registration year's
+    /// contract amount (合同成交额, as amended).
+    fn on_amended(&mut self, contract_id: ContractId, before: Money, sink: &mut Sink) {
+        let contract = &self.contracts[&contract_id];
+        let Some(registration) = contract.registration.clone() else { return };
+        let delta = contract.contract_amount - before;
+        if !delta.is_zero() {
+            self.turnover_line(
+                sink,
+                LineKind::Amendment,
+                contract_id,
+                None,
+                registration.registered_on,
+                0,
+                delta,
+                Money::ZERO,
+                Money::ZERO,
+            );
+        }
+    }
+
+    /// Why a payment on achievement `a` settled on `date` does not count, and the policy that
+    /// applies when it does.
+    fn subsidy_eligibility(
+        &self,
+        a: AchievementId,
+        contract_id: ContractId,
+        date: NaiveDate,
+    ) -> (Option<PolicyVersion>, Vec<Reason>) {
+        let mut reasons = Vec::new();
+        let policy = self.policies.in_force(PolicyKind::CompleterSubsidy, date).cloned();
+        if policy.is_none() {
+            reasons.push(Reason::PolicyNotInForce);
+        }
+        let owner = &self.organisations[&self.achievements[&a].owner];
+        let accredited = owner.is_accredited_as(AccreditationKind::IntroducedRdInstitution, date)
+            || owner.is_accredited_as(AccreditationKind::InnovationPlatform, date);
+        if !accredited {
+            reasons.push(Reason::OwnerNotAccredited);
+        }
+        let buyer = &self.organisations[&self.contracts[&contract_id].buyer_id];
+        if !buyer.division_code.is_chongqing() {
+            reasons.push(Reason::BuyerOutsideChongqing);
+        }
+        (policy, reasons)
+    }
+
+    fn incentive_eligibility(&self, center: OrganisationId, date: NaiveDate) -> (Option<PolicyVersion>, Vec<Reason>) {
+        let mut reasons = Vec::new();
+        let policy = self.policies.in_force(PolicyKind::OperatingCenterIncentive, date).cloned();
+        if policy.is_none() {
+            reasons.push(Reason::PolicyNotInForce);
+        }
+        if !self.organisations[&center].is_accredited_as(AccreditationKind::IpOperatingCenter, date) {
+            reasons.push(Reason::CenterNotAccredited);
+        }
+        (policy, reasons)
+    }
+
+    fn count_subsidy(
+        &mut self,
+        sink: &mut Sink,
+        kind: LineKind,
+        a: AchievementId,
+        t: &Target,
+        amount: Money,
+    ) -> Counting {
+        match self.subsidy_eligibility(a, t.contract_id, t.date) {
+            (Some(policy), reasons) if reasons.is_empty() => {
+                let p = period(policy.cap_period, t.date);
+                self.subsidy_line(sink, kind, a, t, &policy, p, amount);
+                Counting::Counted { period: p, version: policy.version }
+            }
+            (_, reasons) => {
+                self.subsidy_zero_line(sink, kind, a, t, reasons.clone());
+                Counting::NotCounted(reasons)
+            }
+        }
+    }
+
+    fn count_incentive(
+        &mut self,
+        sink: &mut Sink,
+        kind: LineKind,
+        center: OrganisationId,
+        t: &Target,
+        amount: Money,
+    ) -> Counting {
+        match self.incentive_eligibility(center, t.date) {
+            (Some(policy), reasons) if reasons.is_empty() => {
+                let p = period(policy.cap_period, t.date);
+                self.incentive_line(sink, kind, center, t, &policy, p, amount);
+                Counting::Counted { period: p, version: policy.version }
+            }
+            (_, reasons) => {
+                self.incentive_zero_line(sink, kind, center, t, reasons.clone());
+                Counting::NotCounted(reasons)
+            }
+        }
+    }
+
+    /// A counting line: the eligible basis of `(a, period)` changes by `eligible`.
+    #[allow(clippy::too_many_arguments)]
+    fn subsidy_line(
+        &mut self,
+        sink: &mut Sink,
+        kind: LineKind,
+        a: AchievementId,
+        t: &Target,
+        policy: &PolicyVersion,
+        p: i32,
+        eligible: Money,
+    ) {
+        let completers = self.achievements[&a].completers.clone();
+        let shares: Vec<u32> = completers.iter().map(|c| c.share.basis_points()).collect();
+        let bucket = self.subsidy.entry((a, p)).or_insert_with(|| SubsidyBucket {
+            completer_totals: vec![Money::ZERO; completers.len()],
+            ..Default::default()
+        });
+        assert_eq!(
+            bucket.completer_totals.len(),
+            completers.len(),
+            "completers are locked once an achievement has a contract"
+        );
+        let amount = bucket.acc.apply(policy.version, policy.rate, eligible, policy.cap);
+        bucket.cap = policy.cap;
+        let new_totals = split_largest_remainder(bucket.acc.granted(), &shares);
+        let completer_lines: Vec<CompleterLine> = completers
+            .iter()
+            .zip(new_totals.iter().zip(&bucket.completer_totals))
+            .enumerate()
+            .map(|(i, (c, (new, old)))| CompleterLine {
+                ordinal: i as u32,
+                name: c.name.clone(),
+                share_basis_points: c.share.basis_points(),
+                amount: *new - *old,
+                total: *new,
+            })
+            .collect();
+        assert_eq!(
+            completer_lines.iter().map(|c| c.amount).sum::<Money>(),
+            amount,
+            "completer lines add up to the line"
+        );
+        bucket.completer_totals = new_totals;
+        let cap_reached = bucket.acc.granted() == bucket.cap;
+        let reasons = if amount.is_zero() && cap_reached { vec![Reason::CapReached] } else { Vec::new() };
+        let (eligible_total, subsidy_total) = (bucket.acc.basis(), bucket.acc.granted());
+        let total = SubsidyTotal {
+            achievement_id: a,
+            period: p,
+            eligible_received: eligible_total,
+            subsidy: subsidy_total,
+            cap: bucket.cap,
+            cap_reached,
+            completers: completers
+                .iter()
+                .zip(&bucket.completer_totals)
+                .enumerate()
+                .map(|(i, (c, total))| CompleterTotal {
+                    ordinal: i as u32,
+                    name: c.name.clone(),
+                    share_basis_points: c.share.basis_points(),
+                    subsidy: *total,
+                })
+                .collect(),
+            position: sink.position,
+        };
+        let line = SubsidyLine {
+            position: sink.position,
+            seq: Sink::next(&mut sink.subsidy_seq),
+            kind,
+            achievement_id: a,
+            period: p,
+            contract_id: t.contract_id,
+            payment_id: t.payment_id,
+            reversal_id: t.reversal_id,
+            date: t.date,
+            received: t.received,
+            eligible,
+            subsidy: amount,
+            policy_version: Some(policy.version),
+            reasons,
+            eligible_total,
+            subsidy_total,
+            cap_reached,
+            completers: completer_lines,
+        };
+        sink.outputs.push(Output::SubsidyLine(line));
+        sink.outputs.push(Output::SubsidyTotal(total));
+    }
+
+    /// A line that moves money but counts nothing, with the reasons.
+    fn subsidy_zero_line(
+        &mut self,
+        sink: &mut Sink,
+        kind: LineKind,
+        a: AchievementId,
+        t: &Target,
+        reasons: Vec<Reason>,
+    ) {
+        // The achievement's totals as they stand (of the period the date would fall in).
+        let period =
+            self.policies.in_force(PolicyKind::CompleterSubsidy, t.date).map_or(0, |p| period(p.cap_period, t.date));
+        let bucket = self.subsidy.get(&(a, period));
+        let line = SubsidyLine {
+            position: sink.position,
+            seq: Sink::next(&mut sink.subsidy_seq),
+            kind,
+            achievement_id: a,
+            period,
+            contract_id: t.contract_id,
+            payment_id: t.payment_id,
+            reversal_id: t.reversal_id,
+            date: t.date,
+            received: t.received,
+            eligible: Money::ZERO,
+            subsidy: Money::ZERO,
+            policy_version: None,
+            reasons,
+            eligible_total: bucket.map_or(Money::ZERO, |b| b.acc.basis()),
+            subsidy_total: bucket.map_or(Money::ZERO, |b| b.acc.granted()),
+            cap_reached: bucket.is_some_and(|b| b.acc.granted() == b.cap && b.cap.is_positive()),
+            completers: Vec::new(),
+        };
+        sink.outputs.push(Output::SubsidyLine(line));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn incentive_line(
+        &mut self,
+        sink: &mut Sink,
+        kind: LineKind,
+        center: OrganisationId,
+        t: &Target,
+        policy: &PolicyVersion,
+        p: i32,
+        operating: Money,
+    ) {
+        let bucket = self.incentive.entry((center, p)).or_default();
+        let amount = bucket.acc.apply(policy.version, policy.rate, operating, policy.cap);
+        bucket.cap = policy.cap;
+        let cap_reached = bucket.acc.granted() == bucket.cap;
+        let reasons = if amount.is_zero() && cap_reached { vec![Reason::CapReached] } else { Vec::new() };
+        let (operating_total, incentive_total, cap) = (bucket.acc.basis(), bucket.acc.granted(), bucket.cap);
+        sink.outputs.push(Output::IncentiveLine(IncentiveLine {
+            position: sink.position,
+            seq: Sink::next(&mut sink.incentive_seq),
+            kind,
+            center_id: center,
+            incentive_year: p,
+            contract_id: t.contract_id,
+            payment_id: t.payment_id,
+            reversal_id: t.reversal_id,
+            date: t.date,
+            received: t.received,
+            operating,
+            incentive: amount,
+            policy_version: Some(policy.version),
+            reasons,
+            operating_total,
+            incentive_total,
+            cap_reached,
+        }));
+        sink.outputs.push(Output::IncentiveTotal(IncentiveTotal {
+            center_id: center,
+            year: p,
+            operating_amount: operating_total,
+            incentive: incentive_total,
+            cap,
+            cap_reached,
+            position: sink.position,
+        }));
+    }
+
+    fn incentive_zero_line(
+        &mut self,
+        sink: &mut Sink,
+        kind: LineKind,
+        center: OrganisationId,
+        t: &Target,
+        reasons: Vec<Reason>,
+    ) {
+        let year = self
+            .policies
+            .in_force(PolicyKind::OperatingCenterIncentive, t.date)
+            .map_or(t.date.year(), |p| period(p.cap_period, t.date));
+        let bucket = self.incentive.get(&(center, year));
+        sink.outputs.push(Output::IncentiveLine(IncentiveLine {
+            position: sink.position,
+            seq: Sink::next(&mut sink.incentive_seq),
+            kind,
+            center_id: center,
+            incentive_year: year,
+            contract_id: t.contract_id,
+            payment_id: t.payment_id,
+            reversal_id: t.reversal_id,
+            date: t.date,
+            received: t.received,
+            operating: Money::ZERO,
+            incentive: Money::ZERO,
+            policy_version: None,
+            reasons,
+            operating_total: bucket.map_or(Money::ZERO, |b| b.acc.basis()),
+            incentive_total: bucket.map_or(Money::ZERO, |b| b.acc.granted()),
+            cap_reached: bucket.is_some_and(|b| b.acc.granted() == b.cap && b.cap.is_positive()),
+        }));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn turnover_line(
+        &mut self,
+        sink: &mut Sink,
+        kind: LineKind,
+        contract_id: ContractId,
+        payment_id: Option<PaymentId>,
+        date: NaiveDate,
+        contracts: i64,
+        contract_amount: Money,
+        tech_transaction_amount: Money,
+        received: Money,
+    ) {
+        let contract = &self.contracts[&contract_id];
+        let seller = &self.organisations[&contract.seller_id];
+        let registration = contract.registration.as_ref().expect("only registered contracts are in the turnover");
+        let field = registration.field.or_else(|| contract.achievement_id.map(|a| self.achievements[&a].field));
+        let line = TurnoverLine {
+            position: sink.position,
+            seq: Sink::next(&mut sink.turnover_seq),
+            kind,
+            contract_id,
+            payment_id,
+            date,
+            contracts,
+            contract_amount,
+            tech_transaction_amount,
+            received,
+            dims: TurnoverDims {
+                contract_type: contract.contract_type,
+                seller_kind: seller.kind.seller_kind(),
+                field,
+                district: seller.division_code.to_string(),
+            },
+        };
+        for cell in self.turnover.add(&line) {
+            sink.outputs.push(Output::TurnoverCell(cell));
+        }
+        sink.outputs.push(Output::TurnoverLine(line));
+    }
+
+    /// Subsidy totals of every achievement and period (for comparing with the tables).
+    pub fn subsidy_totals(&self) -> Vec<(AchievementId, i32, Money, Money)> {
+        let mut v: Vec<_> = self.subsidy.iter().map(|((a, p), b)| (*a, *p, b.acc.basis(), b.acc.granted())).collect();
+        v.sort();
+        v
+    }
+
+    /// Incentive totals of every center and year.
+    pub fn incentive_totals(&self) -> Vec<(OrganisationId, i32, Money, Money)> {
+        let mut v: Vec<_> = self.incentive.iter().map(|((c, y), b)| (*c, *y, b.acc.basis(), b.acc.granted())).collect();
+        v.sort();
+        v
+    }
+
+    /// The turnover figures of a year, by (dimension, key).
+    pub fn turnover_cells(&self, year: i32) -> Vec<(&'static str, String, TurnoverFigures)> {
+        self.turnover.cells_of(year)
+    }
+}
+
+/// What a line is about: which payment (and reversal), on which date, moving how much money.
+struct Target {
+    contract_id: ContractId,
+    payment_id: PaymentId,
+    reversal_id: Option<ReversalId>,
+    date: NaiveDate,
+    received: Money,
+}
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+//! Statements on demand: the ledger state to compute at (the head, a position, or the last
+//! position recorded by a time), and the lines to build from — the projection tables at the
+//! head, or a replay of the log prefix through the same fold for any earlier position.
+
+use chrono::{DateTime, Utc};
+
+use crate::chain::GENESIS;
+use crate::event::Position;
+use crate::ids::AchievementId;
+use crate::policy::PolicyBook;
+use crate::projection::{IncentiveLine, Output, SubsidyLine, TurnoverLine};
+use crate::service::Ledger;
+use crate::statement::*;
+use crate::store::StoreError;
+use crate::store::statements::SubsidyScope;
+
+/// Which state of the ledger a statement shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOfRequest {
+    Head,
+    Position(Position),
+    /// The last position recorded at or before this instant.
+    Time(DateTime<Utc>),
+}
+
+/// How the lines are obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineSource {
+    /// The projection tables (lines up to the position).
+    Tables,
+    /// A replay of the log up to the position through the fold.
+    Replay,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("asOf position {requested} is beyond the ledger head ({head})")]
+    BeyondHead { requested: Position, head: Position },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The lines a statement is built from, with the policy book of that state.
+struct Lines {
+    book: PolicyBook,
+    replayed: Option<Vec<Output>>,
+}
+
+/// A completer's lines across achievements: each line with that completer's part.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CompleterSubsidies {
+    pub name: String,
+    pub as_of: AsOf,
+    pub lines: Vec<SubsidyLine>,
+    pub total: crate::money::Money,
+}
+
+impl Ledger {
+    /// Resolves the requested state to a position and its chain value.
+    pub async fn resolve_as_of(&self, request: AsOfRequest) -> Result<AsOf, ReportError> {
+        let head = self.store().head().await?.map_or(0, |(p, _)| p);
+        let position = match request {
+            AsOfRequest::Head => head,
+            AsOfRequest::Position(p) if p > head => return Err(ReportError::BeyondHead { requested: p, head }),
+            AsOfRequest::Position(p) => p,
+            AsOfRequest::Time(t) => self.store().position_at(t).await?,
+        };
+        let hash = if position == 0 { GENESIS } else { self.store().hash_at(position).await?.unwrap_or(GENESIS) };
+        Ok(AsOf { position, hash: hex::encode(hash) })
+    }
+
+    /// At the head, the tables; before it, a replay (the tables hold later lines too, but a
+    /// replay is what proves the figures from the log itself).
+    pub async fn default_source(&self, as_of: &AsOf) -> Result<LineSource, ReportError> {
+        let head = self.store().head().await?.map_or(0, |(p, _)| p);
+        Ok(if as_of.position >= head { LineSource::Tables } else { LineSource::Replay })
+    }
+
+    async fn lines(&self, as_of: &AsOf, source: LineSource) -> Result<Lines, ReportError> {
+        Ok(match source {
+            LineSource::Tables => Lines { book: self.store().policy_book(as_of.position).await?, replayed: None },
+            LineSource::Replay => {
+                let (state, outputs) = self.store().replay_policy(as_of.position).await?;
+                Lines { book: state.policies().clone(), replayed: Some(outputs) }
+            }
+        })
+    }
+
+    async fn subsidy_lines_in(
+        &self,
+        lines: &Lines,
+        as_of: &AsOf,
+        scope: SubsidyScope,
+    ) -> Result<Vec<SubsidyLine>, ReportError> {
+        Ok(match &lines.replayed {
+            None => self.store().subsidy_lines(&scope, as_of.position).await?,
+            Some(outputs) => outputs
+                .iter()
+                .filter_map(|o| if let Output::SubsidyLine(l) = o { Some(l) } else { None })
+                .filter(|l| match &scope {
+                    SubsidyScope::Year(y) => l.year() == *y,
+                    SubsidyScope::Achievement(a) => l.achievement_id == *a,
+                    SubsidyScope::Completer(name) => l.completers.iter().any(|c| &c.name == name),
+                })
+                .cloned()
+                .collect(),
+        })
+    }
+
+    pub async fn completer_statement(
+        &self,
+        year: i32,
+        as_of: AsOf,
+        source: LineSource,
+    ) -> Result<CompleterStatement, ReportError> {
+        let lines = self.lines(&as_of, source).await?;
+        let subsidy = self.subsidy_lines_in(&lines, &as_of, SubsidyScope::Year(year)).await?;
+        Ok(completer_statement(year, as_of, &lines.book, subsidy))
+    }
+
+    pub async fn achievement_subsidy(
+        &self,
+        achievement: AchievementId,
+        as_of: AsOf,
+        source: LineSource,
+    ) -> Result<AchievementSubsidy, ReportError> {
+        let lines = self.lines(&as_of, source).await?;
+        let subsidy = self.subsidy_lines_in(&lines, &as_of, SubsidyScope::Achievement(achievement)).await?;
+        Ok(achievement_subsidy(achievement, as_of, &lines.book, subsidy))
+    }
+
+    /// Every line in which a completer of `name` has a part, and the sum of their parts.
+    pub async fn completer_subsidies(
+        &self,
+        name: &str,
+        as_of: AsOf,
+        source: LineSource,
+    ) -> Result<CompleterSubsidies, ReportError> {
+        let lines = self.lines(&as_of, source).await?;
+        let subsidy = self.subsidy_lines_in(&lines, &as_of, SubsidyScope::Completer(name.to_owned())).await?;
+        let total = subsidy.iter().flat_map(|l| l.completers.iter()).filter(|c| c.name == name).map(|c| c.amount).sum();
+        Ok(CompleterSubsidies { name: name.to_owned(), as_of, lines: subsidy, total })
+    }
+
+    pub async fn incentive_statement(
+        &self,
+        year: i32,
+        as_of: AsOf,
+        source: LineSource,
+    ) -> Result<IncentiveStatement, ReportError> {
+        let lines = self.lines(&as_of, source).await?;
+        let incentive: Vec<IncentiveLine> = match &lines.replayed {
+            None => self.store().incentive_lines(year, as_of.position).await?,
+            Some(outputs) => outputs
+                .iter()
+                .filter_map(|o| if let Output::IncentiveLine(l) = o { Some(l) } else { None })
+                .filter(|l| l.year() == year || l.incentive_year == year)
+                .cloned()
+                .collect(),
+        };
+        Ok(incentive_statement(year, as_of, &lines.book, incentive))
+    }
+
+    pub async fn turnover_statement(
+        &self,
+        year: i32,
+        as_of: AsOf,
+        source: LineSource,
+    ) -> Result<TurnoverStatement, ReportError> {
+        let lines = self.lines(&as_of, source).await?;
+        let turnover: Vec<TurnoverLine> = match &lines.replayed {
+            None => self.store().turnover_lines(year, as_of.position).await?,
+            Some(outputs) => outputs
+                .iter()
+                .filter_map(|o| if let Output::TurnoverLine(l) = o { Some(l) } else { None })
+                .filter(|l| l.year() == year)
+                .cloned()
+                .collect(),
+        };
+        Ok(turnover_statement(year, as_of, &turnover))
+    }
+
+    /// The policy versions in force at a state of the ledger.
+    pub async fn policies(&self, as_of: &AsOf) -> Result<PolicyBook, ReportError> {
+        Ok(self.store().policy_book(as_of.position).await?)
+    }
+}
