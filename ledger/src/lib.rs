@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod memory;
 pub mod money;
 pub mod policy;
 pub mod projection;

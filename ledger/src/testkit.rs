@@ -6,15 +6,11 @@
 //! else) and is told which were accepted; refusals are part of it. The same seed gives the
 //! same commands, so a failure can be replayed (`SCENARIO_SEED`).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use crate::actor::{Actor, Role};
 use crate::codes::{CreditCode, DivisionCode, RegistrationNumber, Share};
 use crate::command::*;
-use crate::domain::{self, Facts};
-use crate::error::DomainError;
 use crate::event::*;
 use crate::ids::*;
 use crate::money::Money;
@@ -493,98 +489,15 @@ impl Scenario {
     }
 }
 
-/// The ledger in memory: real decisions, events numbered in order, no database.
-#[derive(Debug, Default)]
-pub struct MemoryLedger {
-    streams: HashMap<StreamId, Vec<Event>>,
-    pub log: Vec<RecordedEvent>,
-    /// Values claimed across streams (the store's unique claims).
-    claims: HashMap<String, StreamId>,
-}
-
-impl MemoryLedger {
-    pub fn new() -> MemoryLedger {
-        MemoryLedger::default()
+/// Plays `steps` commands of `scenario` on an in-memory ledger; returns (accepted, refused).
+pub fn play(ledger: &mut crate::memory::MemoryLedger, scenario: &mut Scenario, steps: usize) -> (usize, usize) {
+    let at = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).single().expect("valid");
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..steps {
+        let (actor, command) = scenario.next_command();
+        let ok = ledger.execute(&actor, &command, at).is_ok();
+        scenario.observe(ok);
+        if ok { accepted += 1 } else { refused += 1 }
     }
-
-    /// Decides and records `command`; returns the events or why it was refused.
-    pub fn execute(
-        &mut self,
-        actor: &Actor,
-        command: &Command,
-        recorded_at: DateTime<Utc>,
-    ) -> Result<Vec<Event>, DomainError> {
-        let mut facts = Facts::new();
-        loop {
-            let needed = domain::streams_needed(command, &facts);
-            if needed.is_empty() {
-                break;
-            }
-            for stream in needed {
-                let events = self.streams.get(&stream).cloned().unwrap_or_default();
-                facts.insert_events(stream, &events);
-            }
-        }
-        let events = domain::decide(command, actor, &facts)?;
-        let claims: Vec<(String, StreamId)> = events
-            .iter()
-            .flat_map(|e| {
-                let recorded = self.recorded(e.clone(), recorded_at);
-                crate::readmodel::changes(&recorded).into_iter().filter_map(|c| match c {
-                    crate::readmodel::Change::Claim { claim, owner } => Some((claim, owner)),
-                    _ => None,
-                })
-            })
-            .collect();
-        if let Some((claim, _)) = claims.iter().find(|(claim, _)| self.claims.contains_key(claim)) {
-            return Err(DomainError::AlreadyTaken {
-                what: "value",
-                value: claim.clone(),
-                owner: self.claims[claim].to_string(),
-            });
-        }
-        self.claims.extend(claims);
-        for event in &events {
-            let recorded = self.recorded(event.clone(), recorded_at);
-            self.streams.entry(event.stream_id()).or_default().push(event.clone());
-            self.log.push(recorded);
-        }
-        Ok(events)
-    }
-
-    fn recorded(&self, event: Event, recorded_at: DateTime<Utc>) -> RecordedEvent {
-        let stream_id = event.stream_id();
-        let stream_version = self.streams.get(&stream_id).map_or(0, |s| s.len() as i64) + 1;
-        RecordedEvent {
-            position: self.log.len() as i64 + 1,
-            stream_id,
-            stream_version,
-            stored_schema_version: event.schema_version(),
-            event,
-            metadata: Metadata {
-                actor: "testkit".into(),
-                role: Role::Admin,
-                organisation_id: None,
-                request_id: None,
-                idempotency_key: None,
-                command: "Testkit".into(),
-                command_id: uuid::Uuid::nil(),
-            },
-            recorded_at,
-            hash: [0; 32],
-        }
-    }
-
-    /// Plays `steps` commands of `scenario`; returns (accepted, refused).
-    pub fn play(&mut self, scenario: &mut Scenario, steps: usize) -> (usize, usize) {
-        let at = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).single().expect("valid");
-        let (mut accepted, mut refused) = (0, 0);
-        for _ in 0..steps {
-            let (actor, command) = scenario.next_command();
-            let ok = self.execute(&actor, &command, at).is_ok();
-            scenario.observe(ok);
-            if ok { accepted += 1 } else { refused += 1 }
-        }
-        (accepted, refused)
-    }
+    (accepted, refused)
 }

@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::testkit::{MemoryLedger, Scenario};
+use crate::memory::MemoryLedger;
+use crate::testkit::Scenario;
 
 fn random_log(seed: u64, steps: usize) -> Vec<RecordedEvent> {
     let mut ledger = MemoryLedger::new();
     let mut scenario = Scenario::new(seed);
-    ledger.play(&mut scenario, steps);
+    crate::testkit::play(&mut ledger, &mut scenario, steps);
     ledger.log
 }
 
