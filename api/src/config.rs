@@ -37,11 +37,18 @@ pub struct DatabaseArgs {
     /// Most database connections the pool opens.
     #[arg(long, env = "TECHMARKET_DB_CONNECTIONS_MAX", default_value_t = 16)]
     pub db_connections_max: u32,
+
+    /// Seconds a request waits for a database connection before answering UNAVAILABLE.
+    #[arg(long, env = "TECHMARKET_DB_ACQUIRE_SECONDS", default_value_t = 5)]
+    pub db_acquire_seconds: u64,
 }
 
 impl DatabaseArgs {
     pub fn store_options(&self) -> ledger::store::StoreOptions {
-        ledger::store::StoreOptions { max_connections: self.db_connections_max, ..Default::default() }
+        ledger::store::StoreOptions {
+            max_connections: self.db_connections_max,
+            acquire_timeout: std::time::Duration::from_secs(self.db_acquire_seconds.max(1)),
+        }
     }
 }
 

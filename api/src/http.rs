@@ -251,14 +251,25 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the database answers.
+/// How long the readiness probe waits for the database. Probes give up after a second or two,
+/// so a slow answer must be a 503, not a hang (the pool would wait its whole acquire timeout
+/// for a database that refuses connections).
+const READY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// Readiness: the database answers, promptly.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    match state.ledger.store().ping().await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
-        Err(e) => {
+    let unavailable = |reason: &str| {
+        HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "reason": reason }))
+    };
+    match tokio::time::timeout(READY_PING_TIMEOUT, state.ledger.store().ping()).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: database unavailable");
-            HttpResponse::ServiceUnavailable()
-                .json(json!({ "status": "unavailable", "reason": "database unavailable" }))
+            unavailable("database unavailable")
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?READY_PING_TIMEOUT, "not ready: the database did not answer in time");
+            unavailable("database not answering")
         }
     }
 }

@@ -25,7 +25,7 @@ pub async fn spawn_app(db: TestDb) -> TestApp {
         api::telemetry::init(api::config::LogFormat::Text);
     }
     let args = ServeArgs {
-        database: DatabaseArgs { database_url: db.url.clone(), db_connections_max: 8 },
+        database: DatabaseArgs { database_url: db.url.clone(), db_connections_max: 8, db_acquire_seconds: 5 },
         bind: "127.0.0.1:0".into(),
         security: SecurityArgs { environment: Environment::Development, jwt_secret: None, log_format: None },
         graphiql: Some(true),
