@@ -258,9 +258,8 @@ const READY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis
 
 /// Readiness: the database answers, promptly.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let unavailable = |reason: &str| {
-        HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "reason": reason }))
-    };
+    let unavailable =
+        |reason: &str| HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "reason": reason }));
     match tokio::time::timeout(READY_PING_TIMEOUT, state.ledger.store().ping()).await {
         Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "ready" })),
         Ok(Err(e)) => {
