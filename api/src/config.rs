@@ -97,10 +97,18 @@ pub struct SecurityArgs {
     #[arg(long, env = "TECHMARKET_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
 
+    /// Secret that seals completers' ID numbers in the database (ChaCha20-Poly1305), at least 32
+    /// bytes. Required in production; losing it makes the stored numbers unreadable.
+    #[arg(long, env = "TECHMARKET_PII_KEY", hide_env_values = true)]
+    pub pii_key: Option<SecretString>,
+
     /// Log format: `text` or `json` (default: text in development, json in production).
     #[arg(long, env = "TECHMARKET_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 }
+
+/// A vault key only for local development; anyone can read it here, so production refuses it.
+pub const DEVELOPMENT_PII_KEY: &str = "techmarket-development-personal-data-key-not-secret";
 
 /// A secret only for local development; anyone can read it here, so production refuses it.
 pub const DEVELOPMENT_JWT_SECRET: &str = "techmarket-development-secret-do-not-use-in-production";
@@ -118,6 +126,13 @@ pub enum ConfigError {
     ShortSecret(usize),
     #[error("production mode refuses the published development secret")]
     DevelopmentSecretInProduction,
+    #[error(
+        "TECHMARKET_PII_KEY is not set: production mode refuses to start without a key for personal data \
+         (at least {JWT_SECRET_BYTES_MIN} random bytes; keep it safe: stored ID numbers cannot be read without it)"
+    )]
+    MissingPiiKey,
+    #[error("TECHMARKET_PII_KEY is {0} bytes; use at least {JWT_SECRET_BYTES_MIN}")]
+    ShortPiiKey(usize),
 }
 
 impl SecurityArgs {
@@ -136,6 +151,26 @@ impl SecurityArgs {
             }
             (None, Environment::Production) => Err(ConfigError::MissingSecret),
             (None, Environment::Development) => Ok((DEVELOPMENT_JWT_SECRET.as_bytes().to_vec(), true)),
+        }
+    }
+
+    /// The key that seals personal data, and whether it is the development one.
+    pub fn personal_data_key(&self) -> Result<(ledger::personal::PersonalDataKey, bool), ConfigError> {
+        match (&self.pii_key, self.environment) {
+            (Some(key), env) => {
+                let bytes = key.expose_secret().as_bytes();
+                if bytes.len() < JWT_SECRET_BYTES_MIN {
+                    return Err(ConfigError::ShortPiiKey(bytes.len()));
+                }
+                if env == Environment::Production && bytes == DEVELOPMENT_PII_KEY.as_bytes() {
+                    return Err(ConfigError::DevelopmentSecretInProduction);
+                }
+                Ok((ledger::personal::PersonalDataKey::from_secret(bytes), false))
+            }
+            (None, Environment::Production) => Err(ConfigError::MissingPiiKey),
+            (None, Environment::Development) => {
+                Ok((ledger::personal::PersonalDataKey::from_secret(DEVELOPMENT_PII_KEY.as_bytes()), true))
+            }
         }
     }
 

@@ -23,6 +23,13 @@ impl Application {
     /// Connects, migrates and binds; the server runs once [`run_until_stopped`] is awaited.
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Application> {
         let (secret, development_secret) = args.security.token_secret()?;
+        let (vault, development_vault) = args.security.personal_data_key()?;
+        if development_vault {
+            tracing::warn!(
+                "DEVELOPMENT MODE: completers' ID numbers are sealed with the built-in development key; \
+                 set TECHMARKET_PII_KEY for real data."
+            );
+        }
         if development_secret {
             tracing::warn!(
                 "DEVELOPMENT MODE: tokens are signed with the built-in development secret; \
@@ -36,7 +43,7 @@ impl Application {
         let ledger = Ledger::new(store);
         let limits = SchemaLimits { introspection: args.introspection_enabled(), ..SchemaLimits::default() };
         let state = web::Data::new(AppState {
-            schema: build_schema(ledger.clone(), limits),
+            schema: build_schema(ledger.clone(), vault, limits),
             tokens: TokenKeys::from_secret(&secret),
             ledger,
             graphiql: args.graphiql_enabled(),

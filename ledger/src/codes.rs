@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use chrono::Datelike;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::validation::ValidationError;
@@ -194,6 +195,67 @@ impl RegistrationNumber {
     }
 }
 
+/// 居民身份证号 (GB 11643-1999): 6-digit address code, birth date `YYYYMMDD`, 3-digit
+/// sequence, check character (`"10X98765432"[sum(a_i * W_i) mod 11]`, W_i = 2^(17-i) mod 11).
+/// Personal data: it is never written to the event log in clear (see `personal`), and shows
+/// masked (`500***********1234`) to everyone but finance.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ResidentId(String);
+
+/// Debug never prints the number.
+impl fmt::Debug for ResidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ResidentId({})", self.masked())
+    }
+}
+
+const RESIDENT_ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+const RESIDENT_ID_CHECK: &[u8; 11] = b"10X98765432";
+
+impl ResidentId {
+    pub fn parse(field: &str, text: &str) -> Result<ResidentId, ValidationError> {
+        let id = normalise(text);
+        let digits = id.get(..17).filter(|d| d.chars().all(|c| c.is_ascii_digit()));
+        let (Some(digits), 18) = (digits, id.len()) else {
+            return Err(ValidationError::new(
+                field,
+                "resident_id_format",
+                "must be 18 characters: 17 digits and a check digit or X (GB 11643)",
+            ));
+        };
+        if !PROVINCE_PREFIXES.contains(&&id[..2]) {
+            return Err(ValidationError::new(
+                field,
+                "resident_id_address",
+                "the first 6 digits must be a GB/T 2260 address code",
+            ));
+        }
+        if chrono::NaiveDate::parse_from_str(&id[6..14], "%Y%m%d").map_or(true, |d| d.year() < 1900) {
+            return Err(ValidationError::new(
+                field,
+                "resident_id_birth_date",
+                "digits 7 to 14 must be a real birth date YYYYMMDD",
+            ));
+        }
+        let sum: u32 = digits.chars().zip(RESIDENT_ID_WEIGHTS).map(|(c, w)| c.to_digit(10).unwrap_or(0) * w).sum();
+        let expected = RESIDENT_ID_CHECK[(sum % 11) as usize] as char;
+        if id.as_bytes()[17] as char != expected {
+            return Err(ValidationError::new(field, "resident_id_check", "the check character is wrong (GB 11643)"));
+        }
+        Ok(ResidentId(id))
+    }
+
+    /// `500***********1234`: the province/city prefix and the last four, nothing between.
+    pub fn masked(&self) -> String {
+        format!("{}{}{}", &self.0[..3], "*".repeat(11), &self.0[14..])
+    }
+
+    /// The number in clear, for encryption and for finance only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A completer's share of an achievement, in percent with at most two decimals, held as
 /// hundredths of a percent (basis points): 33.33 % is `Share(3333)`, the whole is 10000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -293,6 +355,18 @@ mod tests {
         assert!(RegistrationNumber::parse("r", "2025500112000123").is_ok());
         assert_eq!(RegistrationNumber::parse("r", "202550011200012").unwrap_err().rule, "registration_number_format");
         assert_eq!(RegistrationNumber::parse("r", "20255001120001A3").unwrap_err().rule, "registration_number_format");
+    }
+
+    #[test]
+    fn resident_ids_are_checked_with_gb_11643_and_shown_masked() {
+        let id = ResidentId::parse("idNumber", "360426199101010071").unwrap();
+        assert_eq!(id.masked(), "360***********0071");
+        assert!(!format!("{id:?}").contains("19910101"), "Debug never shows the number");
+        assert!(ResidentId::parse("idNumber", "11010519491231002x").is_ok(), "lower-case x is normalised");
+        assert_eq!(ResidentId::parse("idNumber", "360426199101010072").unwrap_err().rule, "resident_id_check");
+        assert_eq!(ResidentId::parse("idNumber", "360426199113010071").unwrap_err().rule, "resident_id_birth_date");
+        assert_eq!(ResidentId::parse("idNumber", "990426199101010071").unwrap_err().rule, "resident_id_address");
+        assert_eq!(ResidentId::parse("idNumber", "36042619910101007").unwrap_err().rule, "resident_id_format");
     }
 
     #[test]

@@ -62,6 +62,24 @@ pub struct BrokerRegistered {
 pub struct Completer {
     pub name: String,
     pub share: Share,
+    /// The completer's resident ID number, sealed in the vault (see `personal`); absent on
+    /// listings that did not give one. Old payloads without it read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::personal::CompleterIdentity>,
+}
+
+impl Completer {
+    /// The same person with the same share: equal names, shares and ID fingerprints (a
+    /// re-sealed number has a new reference but the same fingerprint).
+    pub fn same_as(&self, other: &Completer) -> bool {
+        self.name == other.name
+            && self.share == other.share
+            && self.identity.as_ref().map(|i| &i.fingerprint) == other.identity.as_ref().map(|i| &i.fingerprint)
+    }
+
+    pub fn same_list(a: &[Completer], b: &[Completer]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
+    }
 }
 
 /// The listed, revisable facts about an achievement.

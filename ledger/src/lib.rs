@@ -18,6 +18,7 @@ pub mod event;
 pub mod ids;
 pub mod memory;
 pub mod money;
+pub mod personal;
 pub mod policy;
 pub mod projection;
 pub mod readmodel;

@@ -62,6 +62,9 @@ pub struct CompleterRow {
     pub ordinal: i32,
     pub name: String,
     pub share_basis_points: i32,
+    pub id_number_masked: Option<String>,
+    pub id_reference: Option<String>,
+    pub id_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +245,9 @@ fn completer_rows(achievement_id: String, d: &AchievementDetails) -> Change {
                 ordinal: i32::try_from(i).expect("completers are bounded"),
                 name: c.name.clone(),
                 share_basis_points: i32::try_from(c.share.basis_points()).expect("a share is at most 10000"),
+                id_number_masked: c.identity.as_ref().map(|i| i.masked.clone()),
+                id_reference: c.identity.as_ref().map(|i| i.reference.to_string()),
+                id_fingerprint: c.identity.as_ref().map(|i| i.fingerprint.clone()),
             })
             .collect(),
     }

@@ -105,12 +105,24 @@ impl Ledger {
     /// Carries out `command` for `ctx.actor`. With an idempotency key, `fingerprint`
     /// identifies the request (see [`request_fingerprint`]); a repeat with the same key and
     /// fingerprint returns the first receipt and appends nothing.
-    #[tracing::instrument(name = "ledger.execute", skip_all, fields(command = command.name(), actor = %ctx.actor.user_id))]
     pub async fn execute(
         &self,
         ctx: &CommandContext,
         command: Command,
         fingerprint: &str,
+    ) -> Result<Receipt, CommandError> {
+        self.execute_with_personal_data(ctx, command, fingerprint, Vec::new()).await
+    }
+
+    /// [`execute`](Self::execute), storing `personal_data` (sealed by the caller, referred to by
+    /// the command's events) in the same transaction as the events.
+    #[tracing::instrument(name = "ledger.execute", skip_all, fields(command = command.name(), actor = %ctx.actor.user_id))]
+    pub async fn execute_with_personal_data(
+        &self,
+        ctx: &CommandContext,
+        command: Command,
+        fingerprint: &str,
+        personal_data: Vec<crate::personal::PersonalDataRow>,
     ) -> Result<Receipt, CommandError> {
         let idempotency = match &ctx.idempotency_key {
             Some(key) => Some(self.idempotency_claim(ctx, key, fingerprint)?),
@@ -153,6 +165,7 @@ impl Ledger {
                 metadata: metadata.clone(),
                 idempotency: idempotency.clone(),
                 subject_id: command.subject_id(),
+                personal_data: personal_data.clone(),
             };
             match self.store.append(request).await? {
                 Ok(AppendOutcome::Appended(appended)) => {

@@ -61,6 +61,7 @@ pub fn completers(shares: &[&str]) -> Vec<Completer> {
         .map(|(i, s)| Completer {
             name: format!("完成人{}", i + 1),
             share: Share::parse("share", s).expect("valid share"),
+            identity: None,
         })
         .collect()
 }

@@ -54,6 +54,7 @@ fn registration_request(id: OrganisationId, expected_version: i64, code: u32) ->
         },
         idempotency: None,
         subject_id: id.0,
+        personal_data: Vec::new(),
     }
 }
 

@@ -4,5 +4,6 @@
 mod event_log;
 mod flow;
 mod http_spec;
+mod personal_data;
 mod schema;
 mod statements;

@@ -27,7 +27,12 @@ pub async fn spawn_app(db: TestDb) -> TestApp {
     let args = ServeArgs {
         database: DatabaseArgs { database_url: db.url.clone(), db_connections_max: 8, db_acquire_seconds: 5 },
         bind: "127.0.0.1:0".into(),
-        security: SecurityArgs { environment: Environment::Development, jwt_secret: None, log_format: None },
+        security: SecurityArgs {
+            environment: Environment::Development,
+            jwt_secret: None,
+            pii_key: None,
+            log_format: None,
+        },
         graphiql: Some(true),
         introspection: Some(true),
         body_bytes_max: 1_048_576,

@@ -4,10 +4,11 @@
 
 use async_graphql::{InputObject, MaybeUndefined};
 use chrono::{DateTime, Utc};
-use ledger::codes::{CreditCode, DivisionCode, PatentNumber, RegistrationNumber, Share};
+use ledger::codes::{CreditCode, DivisionCode, PatentNumber, RegistrationNumber, ResidentId, Share};
 use ledger::command::*;
 use ledger::event::{AchievementDetails, Completer};
 use ledger::ids::*;
+use ledger::personal::{PersonalDataKey, PersonalDataRow};
 use ledger::validation::ValidationError;
 use serde::Serialize;
 use uuid::Uuid;
@@ -25,14 +26,36 @@ fn patents(values: &[String]) -> Parsed<Vec<PatentNumber>> {
     values.iter().enumerate().map(|(i, p)| PatentNumber::parse(&format!("patentNumbers[{i}]"), p)).collect()
 }
 
-fn completers(values: &[CompleterInput]) -> Parsed<Vec<Completer>> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            Ok(Completer { name: c.name.clone(), share: Share::parse(&format!("completers[{i}].share"), &c.share)? })
-        })
-        .collect()
+/// Parses completers; ID numbers are checked (GB 11643) and sealed at once, so only their
+/// reference, mask and fingerprint go on into the command.
+fn completers(values: &[CompleterInput], vault: &PersonalDataKey) -> Parsed<(Vec<Completer>, Vec<PersonalDataRow>)> {
+    let mut sealed = Vec::new();
+    let mut parsed = Vec::with_capacity(values.len());
+    for (i, c) in values.iter().enumerate() {
+        let identity = match &c.id_number {
+            Some(text) => {
+                let id = ResidentId::parse(&format!("completers[{i}].idNumber"), text)?;
+                let (identity, row) = vault.seal(&id);
+                sealed.push(row);
+                Some(identity)
+            }
+            None => None,
+        };
+        parsed.push(Completer {
+            name: c.name.clone(),
+            share: Share::parse(&format!("completers[{i}].share"), &c.share)?,
+            identity,
+        });
+    }
+    Ok((parsed, sealed))
+}
+
+/// A parsed mutation: the command, and the personal data it seals.
+pub type Sealed = (Command, Vec<PersonalDataRow>);
+
+/// Adapts a parser of an input without personal data.
+pub fn plain<I>(parse: fn(&I) -> Parsed<Command>) -> impl FnOnce(&I, &PersonalDataKey) -> Parsed<Sealed> {
+    move |input, _| parse(input).map(|command| (command, Vec::new()))
 }
 
 fn modes(values: &[TransferMode]) -> Vec<ledger::vocabulary::TransferMode> {
@@ -127,6 +150,9 @@ pub struct CompleterInput {
     pub name: String,
     /// Percent with at most two decimals, e.g. "33.33"; all shares sum to exactly 100.
     pub share: String,
+    /// Resident ID number (居民身份证号, 18 characters, GB 11643). Stored sealed; shown
+    /// masked to everyone but finance.
+    pub id_number: Option<String>,
 }
 
 #[derive(InputObject, Serialize)]
@@ -146,8 +172,9 @@ pub struct ListAchievementInput {
 }
 
 impl ListAchievementInput {
-    pub fn command(&self) -> Parsed<Command> {
-        Ok(Command::ListAchievement(ListAchievement {
+    pub fn command(&self, vault: &PersonalDataKey) -> Parsed<Sealed> {
+        let (completers, sealed) = completers(&self.completers, vault)?;
+        let command = Command::ListAchievement(ListAchievement {
             achievement_id: AchievementId::new_v7(),
             owner_id: OrganisationId(self.owner_id),
             details: AchievementDetails {
@@ -158,9 +185,10 @@ impl ListAchievementInput {
                 maturity: maturity("maturity", self.maturity)?,
                 asking_price: self.asking_price.map(|m| m.0),
                 transfer_modes: modes(&self.transfer_modes),
-                completers: completers(&self.completers)?,
+                completers,
             },
-        }))
+        });
+        Ok((command, sealed))
     }
 }
 
@@ -180,13 +208,20 @@ pub struct ReviseAchievementInput {
 }
 
 impl ReviseAchievementInput {
-    pub fn command(&self) -> Parsed<Command> {
+    pub fn command(&self, vault: &PersonalDataKey) -> Parsed<Sealed> {
+        let (completers, sealed) = match self.completers.as_deref() {
+            Some(values) => {
+                let (parsed, sealed) = completers(values, vault)?;
+                (Some(parsed), sealed)
+            }
+            None => (None, Vec::new()),
+        };
         let asking_price = match &self.asking_price {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(None),
             MaybeUndefined::Value(m) => Some(Some(m.0)),
         };
-        Ok(Command::ReviseAchievement(ReviseAchievement {
+        let command = Command::ReviseAchievement(ReviseAchievement {
             achievement_id: AchievementId(self.achievement_id),
             revision: AchievementRevision {
                 title: self.title.clone(),
@@ -196,9 +231,10 @@ impl ReviseAchievementInput {
                 maturity: self.maturity.map(|m| maturity("maturity", m)).transpose()?,
                 asking_price,
                 transfer_modes: self.transfer_modes.as_deref().map(modes),
-                completers: self.completers.as_deref().map(completers).transpose()?,
+                completers,
             },
-        }))
+        });
+        Ok((command, sealed))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, InputObject, Object, Result};
 use ledger::DomainError;
-use ledger::command::Command;
+use ledger::personal::PersonalDataKey;
 use ledger::service::{CommandContext, request_fingerprint};
 use ledger::store::queries::{self, PAGE_ROWS_MAX, PageRequest};
 use ledger::validation::ValidationError;
@@ -15,7 +15,7 @@ use super::inputs::*;
 use super::ledger_view::CommandResult;
 use super::scalars::Date;
 use super::types::*;
-use super::{actor, command_error, domain_error, internal, ledger, request_id, store_error};
+use super::{actor, command_error, domain_error, internal, ledger, request_id, store_error, vault};
 
 /// Checks a page request: `first` is 1 to 500.
 fn page(first: Option<i32>, after: Option<String>) -> Result<PageRequest> {
@@ -37,13 +37,16 @@ async fn run<I: Serialize>(
     mutation: &str,
     input: &I,
     idempotency_key: Option<String>,
-    parse: impl FnOnce(&I) -> Result<Command, ValidationError>,
+    parse: impl FnOnce(&I, &PersonalDataKey) -> Result<Sealed, ValidationError>,
 ) -> Result<CommandResult> {
     let actor = actor(ctx)?;
-    let command = parse(input).map_err(|v| domain_error(&DomainError::Invalid(v)))?;
+    let (command, personal_data) = parse(input, vault(ctx)).map_err(|v| domain_error(&DomainError::Invalid(v)))?;
     let fingerprint = request_fingerprint(mutation, &serde_json::to_value(input).map_err(internal)?);
     let context = CommandContext { actor, request_id: request_id(ctx), idempotency_key };
-    let receipt = ledger(ctx).execute(&context, command, &fingerprint).await.map_err(command_error)?;
+    let receipt = ledger(ctx)
+        .execute_with_personal_data(&context, command, &fingerprint, personal_data)
+        .await
+        .map_err(command_error)?;
     Ok(CommandResult(receipt))
 }
 
@@ -285,7 +288,7 @@ impl MarketMutation {
         input: RegisterOrganisationInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "registerOrganisation", &input, idempotency_key, RegisterOrganisationInput::command).await
+        run(ctx, "registerOrganisation", &input, idempotency_key, plain(RegisterOrganisationInput::command)).await
     }
 
     /// Admin: record an accreditation (introduced R&D institution, innovation platform, IP
@@ -296,7 +299,7 @@ impl MarketMutation {
         input: AccreditOrganisationInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "accreditOrganisation", &input, idempotency_key, AccreditOrganisationInput::command).await
+        run(ctx, "accreditOrganisation", &input, idempotency_key, plain(AccreditOrganisationInput::command)).await
     }
 
     /// Admin: end an accreditation from a date.
@@ -306,7 +309,7 @@ impl MarketMutation {
         input: RevokeAccreditationInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "revokeAccreditation", &input, idempotency_key, RevokeAccreditationInput::command).await
+        run(ctx, "revokeAccreditation", &input, idempotency_key, plain(RevokeAccreditationInput::command)).await
     }
 
     /// Admin: register a technology broker.
@@ -316,7 +319,7 @@ impl MarketMutation {
         input: RegisterBrokerInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "registerBroker", &input, idempotency_key, RegisterBrokerInput::command).await
+        run(ctx, "registerBroker", &input, idempotency_key, plain(RegisterBrokerInput::command)).await
     }
 
     /// Owner: list a research achievement with its completers.
@@ -346,7 +349,7 @@ impl MarketMutation {
         input: WithdrawAchievementInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "withdrawAchievement", &input, idempotency_key, WithdrawAchievementInput::command).await
+        run(ctx, "withdrawAchievement", &input, idempotency_key, plain(WithdrawAchievementInput::command)).await
     }
 
     /// Enterprise: post a technology demand.
@@ -356,7 +359,7 @@ impl MarketMutation {
         input: PostDemandInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "postDemand", &input, idempotency_key, PostDemandInput::command).await
+        run(ctx, "postDemand", &input, idempotency_key, plain(PostDemandInput::command)).await
     }
 
     /// Enterprise: close a demand; it takes no new matches or contracts.
@@ -366,7 +369,7 @@ impl MarketMutation {
         input: CloseDemandInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "closeDemand", &input, idempotency_key, CloseDemandInput::command).await
+        run(ctx, "closeDemand", &input, idempotency_key, plain(CloseDemandInput::command)).await
     }
 
     /// Broker: propose an achievement for a demand.
@@ -376,7 +379,7 @@ impl MarketMutation {
         input: ProposeMatchInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "proposeMatch", &input, idempotency_key, ProposeMatchInput::command).await
+        run(ctx, "proposeMatch", &input, idempotency_key, plain(ProposeMatchInput::command)).await
     }
 
     /// Owner or enterprise: accept your side of a match.
@@ -386,7 +389,7 @@ impl MarketMutation {
         input: AcceptMatchInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "acceptMatch", &input, idempotency_key, AcceptMatchInput::command).await
+        run(ctx, "acceptMatch", &input, idempotency_key, plain(AcceptMatchInput::command)).await
     }
 
     /// Owner or enterprise: decline your side of a match.
@@ -396,7 +399,7 @@ impl MarketMutation {
         input: DeclineMatchInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "declineMatch", &input, idempotency_key, DeclineMatchInput::command).await
+        run(ctx, "declineMatch", &input, idempotency_key, plain(DeclineMatchInput::command)).await
     }
 }
 
@@ -412,7 +415,7 @@ impl ContractMutation {
         input: SignContractInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "signContract", &input, idempotency_key, SignContractInput::command).await
+        run(ctx, "signContract", &input, idempotency_key, plain(SignContractInput::command)).await
     }
 
     /// Registrar: register a contract (认定登记) with the certified technology amount.
@@ -422,7 +425,7 @@ impl ContractMutation {
         input: RegisterContractInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "registerContract", &input, idempotency_key, RegisterContractInput::command).await
+        run(ctx, "registerContract", &input, idempotency_key, plain(RegisterContractInput::command)).await
     }
 
     /// Seller (or registrar): amend a contract's amounts.
@@ -432,7 +435,7 @@ impl ContractMutation {
         input: AmendContractInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "amendContract", &input, idempotency_key, AmendContractInput::command).await
+        run(ctx, "amendContract", &input, idempotency_key, plain(AmendContractInput::command)).await
     }
 
     /// Seller (or registrar): terminate a contract; it takes no more payments.
@@ -442,7 +445,7 @@ impl ContractMutation {
         input: TerminateContractInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "terminateContract", &input, idempotency_key, TerminateContractInput::command).await
+        run(ctx, "terminateContract", &input, idempotency_key, plain(TerminateContractInput::command)).await
     }
 
     /// Registrar: record a settled payment (到账). Use the bank transfer's reference as the
@@ -453,7 +456,7 @@ impl ContractMutation {
         input: RecordPaymentInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "recordPayment", &input, idempotency_key, RecordPaymentInput::command).await
+        run(ctx, "recordPayment", &input, idempotency_key, plain(RecordPaymentInput::command)).await
     }
 
     /// Registrar: reverse (part of) a payment: a refund or a bounced transfer.
@@ -463,6 +466,6 @@ impl ContractMutation {
         input: ReversePaymentInput,
         idempotency_key: Option<String>,
     ) -> Result<CommandResult> {
-        run(ctx, "reversePayment", &input, idempotency_key, ReversePaymentInput::command).await
+        run(ctx, "reversePayment", &input, idempotency_key, plain(ReversePaymentInput::command)).await
     }
 }

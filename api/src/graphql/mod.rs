@@ -43,9 +43,10 @@ impl Default for SchemaLimits {
     }
 }
 
-pub fn build_schema(ledger: Ledger, limits: SchemaLimits) -> AppSchema {
+pub fn build_schema(ledger: Ledger, vault: ledger::personal::PersonalDataKey, limits: SchemaLimits) -> AppSchema {
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
         .data(ledger)
+        .data(vault)
         .limit_depth(limits.depth_max)
         .limit_complexity(limits.complexity_max);
     if !limits.introspection {
@@ -69,6 +70,16 @@ pub struct RequestContext {
 
 pub(crate) fn ledger<'c>(ctx: &async_graphql::Context<'c>) -> &'c Ledger {
     ctx.data_unchecked::<Ledger>()
+}
+
+/// The key that seals and opens personal data.
+pub(crate) fn vault<'c>(ctx: &async_graphql::Context<'c>) -> &'c ledger::personal::PersonalDataKey {
+    ctx.data_unchecked::<ledger::personal::PersonalDataKey>()
+}
+
+/// The caller, if any.
+pub(crate) fn caller(ctx: &async_graphql::Context<'_>) -> Option<Actor> {
+    ctx.data_opt::<RequestContext>().and_then(|r| r.actor.clone())
 }
 
 /// The caller, or an `UNAUTHENTICATED` error.

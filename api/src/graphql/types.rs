@@ -159,11 +159,31 @@ impl Broker {
 }
 
 /// A completer (成果完成人) and their share of the achievement's subsidy.
-#[derive(SimpleObject)]
-pub struct Completer {
-    pub name: String,
+pub struct Completer(pub CompleterView);
+
+#[Object]
+impl Completer {
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
     /// Percent with two decimals, e.g. "33.33".
-    pub share: String,
+    async fn share(&self) -> Result<String> {
+        let bp = u32::try_from(self.0.share_basis_points).map_err(|_| internal("negative share"))?;
+        Ok(Share::from_basis_points(bp).to_string())
+    }
+    /// Resident ID number: masked (`500***********1234`) for everyone but finance, who see it
+    /// in full.
+    async fn id_number(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let (Some(masked), Some(reference)) = (&self.0.id_number_masked, &self.0.id_reference) else { return Ok(None) };
+        if !super::caller(ctx).is_some_and(|a| a.role == ledger::Role::Finance) {
+            return Ok(Some(masked.clone()));
+        }
+        let rows = ledger(ctx).store().personal_data(&[uuid(reference)?]).await.map_err(store_error)?;
+        let row =
+            rows.first().ok_or_else(|| super::error("NOT_FOUND", "this ID number has been erased from the vault"))?;
+        let id = super::vault(ctx).open(row).map_err(internal)?;
+        Ok(Some(id.expose().to_owned()))
+    }
 }
 
 pub struct Achievement(pub AchievementView);
@@ -213,12 +233,7 @@ impl Achievement {
     }
     async fn completers(&self, ctx: &Context<'_>) -> Result<Vec<Completer>> {
         let rows = ledger(ctx).store().completers_of(&self.0.id).await.map_err(store_error)?;
-        rows.into_iter()
-            .map(|r| {
-                let bp = u32::try_from(r.share_basis_points).map_err(|_| internal("negative share"))?;
-                Ok(Completer { name: r.name, share: Share::from_basis_points(bp).to_string() })
-            })
-            .collect()
+        Ok(rows.into_iter().map(Completer).collect())
     }
     async fn listed_on(&self) -> Date {
         Date(self.0.listed_on)

@@ -78,8 +78,11 @@ pub(crate) fn revise(c: &ReviseAchievement, actor: &Actor, facts: &Facts) -> Res
     if a.withdrawn {
         return Err(DomainError::violation(rules::ACHIEVEMENT_WITHDRAWN, format!("achievement {} is withdrawn", a.id)));
     }
-    let details = checked_details(&revised(&a.details, &c.revision))?;
-    if a.completers_locked && details.completers != a.details.completers {
+    let mut details = checked_details(&revised(&a.details, &c.revision))?;
+    if Completer::same_list(&details.completers, &a.details.completers) {
+        // Re-stating the same people keeps their recorded identities.
+        details.completers = a.details.completers.clone();
+    } else if a.completers_locked {
         return Err(DomainError::violation(
             rules::COMPLETERS_LOCKED,
             format!("achievement {} has a contract: its completers and shares can no longer change", a.id),
@@ -171,6 +174,16 @@ fn checked_completers(completers: &[Completer]) -> Result<Vec<Completer>, Domain
             format!("completers' shares must sum to exactly 100.00, they sum to {}.{:02}", total / 100, total % 100),
         ));
     }
+    let mut fingerprints: Vec<&str> =
+        completers.iter().filter_map(|c| c.identity.as_ref()).map(|i| i.fingerprint.as_str()).collect();
+    fingerprints.sort_unstable();
+    if fingerprints.windows(2).any(|w| w[0] == w[1]) {
+        return Err(DomainError::invalid(
+            "completers",
+            "completers_distinct",
+            "the same ID number is listed for two completers",
+        ));
+    }
     completers
         .iter()
         .enumerate()
@@ -178,6 +191,7 @@ fn checked_completers(completers: &[Completer]) -> Result<Vec<Completer>, Domain
             Ok(Completer {
                 name: required_text(&format!("completers[{i}].name"), &c.name, NAME_CHARS_MAX)?,
                 share: c.share,
+                identity: c.identity.clone(),
             })
         })
         .collect()

@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::actor::{Actor, Role};
-use crate::codes::{CreditCode, DivisionCode, Share};
+use crate::codes::{CreditCode, DivisionCode};
 use crate::command::{Command, RegisterOrganisation};
 use crate::domain::{Facts, decide, streams_needed};
 use crate::error::DomainError;
@@ -145,15 +145,7 @@ pub fn accreditation_event(org: OrganisationId, kind: AccreditationKind, from: N
     })
 }
 
-pub fn completers(shares: &[&str]) -> Vec<Completer> {
-    shares
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Completer {
-            name: format!("完成人{}", i + 1), share: Share::parse("share", s).expect("valid")
-        })
-        .collect()
-}
+pub use crate::testkit::completers;
 
 pub fn details(shares: &[&str]) -> AchievementDetails {
     AchievementDetails {

@@ -153,7 +153,11 @@ fn deal(
             completers: shares
                 .iter()
                 .enumerate()
-                .map(|(i, s)| Completer { name: format!("完成人{}", i + 1), share: Share::parse("s", s).unwrap() })
+                .map(|(i, s)| Completer {
+                    name: format!("完成人{}", i + 1),
+                    share: Share::parse("s", s).unwrap(),
+                    identity: None,
+                })
                 .collect(),
         },
     }));

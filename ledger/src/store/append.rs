@@ -38,6 +38,8 @@ pub struct AppendRequest {
     pub idempotency: Option<IdempotencyClaim>,
     /// The id the caller is told about (the thing created or acted on).
     pub subject_id: Uuid,
+    /// Sealed personal data the events refer to, stored with them (see `personal`).
+    pub personal_data: Vec<crate::personal::PersonalDataRow>,
 }
 
 /// What a caller is told once its events are durable; stored with the idempotency key so a
@@ -209,6 +211,19 @@ async fn append_one(
                 return Ok(Err(Refusal::Taken { claim: claim.clone(), owner: holder }));
             }
         }
+    }
+    for row in &request.personal_data {
+        execute!(
+            tx,
+            sqlx::query(
+                "INSERT INTO personal_data (reference, key_id, nonce, ciphertext, created_position) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(row.reference.to_string())
+            .bind(&row.key_id)
+            .bind(&row.nonce)
+            .bind(&row.ciphertext)
+            .bind(events[0].position)
+        )?;
     }
     for e in &events {
         insert_event(tx, e).await?;

@@ -357,12 +357,16 @@ async fn replace_completers(tx: &mut Tx, achievement_id: &str, completers: &[Com
     execute!(tx, sqlx::query("DELETE FROM achievement_completers WHERE achievement_id = $1").bind(achievement_id))?;
     for r in completers {
         execute!(tx, sqlx::query(
-                "INSERT INTO achievement_completers (achievement_id, ordinal, name, share_basis_points) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO achievement_completers (achievement_id, ordinal, name, share_basis_points, id_number_masked, id_reference, id_fingerprint) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(achievement_id)
             .bind(r.ordinal)
             .bind(&r.name)
-            .bind(r.share_basis_points))?;
+            .bind(r.share_basis_points)
+            .bind(&r.id_number_masked)
+            .bind(&r.id_reference)
+            .bind(&r.id_fingerprint))?;
     }
     Ok(())
 }

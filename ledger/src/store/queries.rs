@@ -145,6 +145,8 @@ pub struct CompleterView {
     pub ordinal: i32,
     pub name: String,
     pub share_basis_points: i32,
+    pub id_number_masked: Option<String>,
+    pub id_reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -357,7 +359,8 @@ impl Store {
     pub async fn completers_of(&self, achievement_id: &str) -> Result<Vec<CompleterView>, StoreError> {
         Ok(with_pool!(&self.db, |p| {
             sqlx::query_as(
-                "SELECT ordinal, name, share_basis_points FROM achievement_completers WHERE achievement_id = $1 ORDER BY ordinal",
+                "SELECT ordinal, name, share_basis_points, id_number_masked, id_reference FROM achievement_completers \
+                 WHERE achievement_id = $1 ORDER BY ordinal",
             )
             .bind(achievement_id)
             .fetch_all(p)

@@ -148,3 +148,25 @@ impl Store {
         .transpose()
     }
 }
+
+impl Store {
+    /// Sealed personal data by reference (for finance, who may open it).
+    pub async fn personal_data(
+        &self,
+        references: &[uuid::Uuid],
+    ) -> Result<Vec<crate::personal::PersonalDataRow>, StoreError> {
+        let mut rows = Vec::with_capacity(references.len());
+        for reference in references {
+            let row: Option<(String, Vec<u8>, Vec<u8>)> = with_pool!(&self.db, |p| {
+                sqlx::query_as("SELECT key_id, nonce, ciphertext FROM personal_data WHERE reference = $1")
+                    .bind(reference.to_string())
+                    .fetch_optional(p)
+                    .await
+            })?;
+            if let Some((key_id, nonce, ciphertext)) = row {
+                rows.push(crate::personal::PersonalDataRow { reference: *reference, key_id, nonce, ciphertext });
+            }
+        }
+        Ok(rows)
+    }
+}
