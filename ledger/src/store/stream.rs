@@ -1,0 +1,656 @@
+//! Reading a year's projection lines in pages, for exports that must stay memory-flat
+//! whatever the number of lines (`statements.rs` reads all of a year's lines into a `Vec`:
+//! right for GraphQL, not for a million-line export).
+//!
+//! Lines are immutable and carry the position of the event that made them, so the lines of a
+//! year with `position <= upto`, read page by page in `(position, seq)` order and keyed by
+//! the last `(position, seq)` seen, are exactly the lines a statement as of `upto` is built
+//! from, however much is appended meanwhile. Aggregates whose size does not grow with the
+//! number of lines (a center's year, a turnover cell) are summed by the database; the
+//! per-completer summary, which grows with the number of completers, streams from one
+//! grouped query.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use uuid::Uuid;
+
+use super::{Store, StoreError, with_pool};
+use crate::event::Position;
+use crate::ids::*;
+use crate::money::Money;
+use crate::personal::PersonalDataRow;
+use crate::policy::PolicyKind;
+use crate::projection::*;
+
+/// Where a page of lines starts: after this `(position, seq)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct LineCursor {
+    pub position: Position,
+    pub seq: u32,
+}
+
+impl LineCursor {
+    /// Before the first line.
+    pub const START: LineCursor = LineCursor { position: 0, seq: 0 };
+}
+
+/// How a completer's ID number is stored: masked, and (when asked for) the sealed vault row
+/// that only the personal-data key opens.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredIdNumber {
+    /// e.g. `500***********1234`; `None` when the completer was listed without one.
+    pub masked: Option<String>,
+    /// The vault row, read only when sealed rows were requested (and still there: deleting
+    /// it erases the number).
+    pub sealed: Option<PersonalDataRow>,
+}
+
+/// A subsidy line with what an export prints beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSubsidyLine {
+    pub line: SubsidyLine,
+    /// The achievement's title (as listed now).
+    pub achievement_title: Option<String>,
+    pub contract_number: Option<String>,
+    /// One per `line.completers`, in the same order.
+    pub id_numbers: Vec<StoredIdNumber>,
+}
+
+/// One completer's subsidy from one achievement in a year: the sum of their parts of the
+/// year's lines (a row of the per-completer summary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompleterYearSum {
+    pub achievement_id: AchievementId,
+    pub achievement_title: Option<String>,
+    pub ordinal: u32,
+    pub name: String,
+    pub share_basis_points: u32,
+    pub subsidy: Money,
+    pub lines: u32,
+    pub id_number: StoredIdNumber,
+}
+
+/// An incentive line with what an export prints beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportIncentiveLine {
+    pub line: IncentiveLine,
+    pub center_name: Option<String>,
+    pub contract_number: Option<String>,
+}
+
+/// A center's operating amount and incentive for a year (lines counting in that year).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CenterYearSum {
+    pub center_id: OrganisationId,
+    pub center_name: Option<String>,
+    pub year: i32,
+    pub operating_amount: Money,
+    pub incentive: Money,
+    /// As the last line that changed the center's year left it.
+    pub cap_reached: bool,
+}
+
+/// One cell of a year's turnover table, summed by the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnoverSum {
+    /// `total`, `contract_type`, `seller_kind`, `field`, `district` or `month`.
+    pub dimension: &'static str,
+    pub key: String,
+    pub figures: TurnoverFigures,
+}
+
+#[derive(sqlx::FromRow)]
+struct SubsidyRow {
+    position: i64,
+    seq: i32,
+    line_kind: String,
+    achievement_id: String,
+    cap_period: i32,
+    contract_id: String,
+    payment_id: String,
+    reversal_id: Option<String>,
+    line_date: NaiveDate,
+    received_fen: i64,
+    eligible_fen: i64,
+    subsidy_fen: i64,
+    policy_version: Option<i32>,
+    reasons: Option<String>,
+    eligible_total_fen: i64,
+    subsidy_total_fen: i64,
+    cap_reached: bool,
+    achievement_title: Option<String>,
+    contract_number: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PartRow {
+    position: i64,
+    seq: i32,
+    ordinal: i32,
+    completer_name: String,
+    share_basis_points: i32,
+    subsidy_fen: i64,
+    subsidy_total_fen: i64,
+    id_number_masked: Option<String>,
+    id_reference: Option<String>,
+    key_id: Option<String>,
+    nonce: Option<Vec<u8>>,
+    ciphertext: Option<Vec<u8>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CompleterSumRow {
+    achievement_id: String,
+    ordinal: i32,
+    completer_name: String,
+    share_basis_points: i32,
+    subsidy_fen: i64,
+    lines: i64,
+    achievement_title: Option<String>,
+    id_number_masked: Option<String>,
+    id_reference: Option<String>,
+    key_id: Option<String>,
+    nonce: Option<Vec<u8>>,
+    ciphertext: Option<Vec<u8>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct IncentiveRow {
+    position: i64,
+    seq: i32,
+    line_kind: String,
+    center_id: String,
+    incentive_year: i32,
+    contract_id: String,
+    payment_id: String,
+    reversal_id: Option<String>,
+    line_date: NaiveDate,
+    received_fen: i64,
+    operating_fen: i64,
+    incentive_fen: i64,
+    policy_version: Option<i32>,
+    reasons: Option<String>,
+    operating_total_fen: i64,
+    incentive_total_fen: i64,
+    cap_reached: bool,
+    center_name: Option<String>,
+    contract_number: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CenterRow {
+    center_id: String,
+    center_name: Option<String>,
+    operating_fen: i64,
+    incentive_fen: i64,
+    cap_reached: Option<bool>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CellRow {
+    cell_key: Option<String>,
+    contracts: i64,
+    contract_amount_fen: i64,
+    tech_transaction_amount_fen: i64,
+    received_fen: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct DayRow {
+    line_date: NaiveDate,
+    contracts: i64,
+    contract_amount_fen: i64,
+    tech_transaction_amount_fen: i64,
+    received_fen: i64,
+}
+
+fn bad(what: &str, value: &str) -> StoreError {
+    StoreError::Inconsistent(format!("unreadable {what} `{value}` in a projection table"))
+}
+
+fn id(value: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(value).map_err(|_| bad("id", value))
+}
+
+fn kind(value: &str) -> Result<LineKind, StoreError> {
+    LineKind::parse(value).ok_or_else(|| bad("line kind", value))
+}
+
+fn reasons(value: Option<&str>) -> Result<Vec<Reason>, StoreError> {
+    Reason::split(value).ok_or_else(|| bad("reasons", value.unwrap_or_default()))
+}
+
+fn stored_id_number(
+    masked: Option<String>,
+    reference: Option<String>,
+    key_id: Option<String>,
+    nonce: Option<Vec<u8>>,
+    ciphertext: Option<Vec<u8>>,
+) -> Result<StoredIdNumber, StoreError> {
+    let sealed = match (reference, key_id, nonce, ciphertext) {
+        (Some(reference), Some(key_id), Some(nonce), Some(ciphertext)) => {
+            Some(PersonalDataRow { reference: id(&reference)?, key_id, nonce, ciphertext })
+        }
+        _ => None,
+    };
+    Ok(StoredIdNumber { masked, sealed })
+}
+
+/// Sums of the turnover figures of a year's lines up to a position, per key of one column.
+const CELL_SUMS: &str = "CAST(COALESCE(SUM(contracts), 0) AS BIGINT) AS contracts, \
+     CAST(COALESCE(SUM(contract_amount_fen), 0) AS BIGINT) AS contract_amount_fen, \
+     CAST(COALESCE(SUM(tech_transaction_amount_fen), 0) AS BIGINT) AS tech_transaction_amount_fen, \
+     CAST(COALESCE(SUM(received_fen), 0) AS BIGINT) AS received_fen";
+
+fn figures(contracts: i64, contract_amount: i64, tech: i64, received: i64) -> TurnoverFigures {
+    TurnoverFigures {
+        contracts,
+        contract_amount: Money::from_fen(contract_amount),
+        tech_transaction_amount: Money::from_fen(tech),
+        received: Money::from_fen(received),
+    }
+}
+
+impl Store {
+    /// The next page of a year's lines, `select` being `SELECT ... FROM <lines table> l ...`
+    /// without a WHERE: lines dated in `year` with `position <= upto`, after `after`, in
+    /// `(position, seq)` order. Two steps, each on an index: the rest of the cursor's position
+    /// (the primary key `(position, seq)`), then the following positions (the index
+    /// `(line_year, position)`). Many lines at one position then cost one sort, not one per
+    /// page.
+    async fn year_page<R>(
+        &self,
+        select: &str,
+        year: i32,
+        upto: Position,
+        after: LineCursor,
+        limit: u32,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    {
+        let mut rows: Vec<R> = Vec::new();
+        if after.position > 0 {
+            let sql = format!(
+                "{select} WHERE l.position = $1 AND l.seq > $2 AND l.line_year = $3 AND l.position <= $4 \
+                 ORDER BY l.seq LIMIT $5"
+            );
+            rows = with_pool!(&self.db, |p| {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(after.position)
+                    .bind(after.seq as i32)
+                    .bind(year)
+                    .bind(upto)
+                    .bind(i64::from(limit))
+                    .fetch_all(p)
+                    .await
+            })?;
+        }
+        let rest = limit as usize - rows.len();
+        if rest > 0 {
+            let sql = format!(
+                "{select} WHERE l.line_year = $1 AND l.position > $2 AND l.position <= $3 \
+                 ORDER BY l.position, l.seq LIMIT $4"
+            );
+            let more: Vec<R> = with_pool!(&self.db, |p| {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(year)
+                    .bind(after.position)
+                    .bind(upto)
+                    .bind(rest as i64)
+                    .fetch_all(p)
+                    .await
+            })?;
+            rows.extend(more);
+        }
+        Ok(rows)
+    }
+
+    /// How many subsidy lines are dated in `year` up to `upto` (for progress reports).
+    pub async fn count_subsidy_lines(&self, year: i32, upto: Position) -> Result<u64, StoreError> {
+        let n: i64 = with_pool!(&self.db, |p| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM subsidy_lines WHERE position <= $1 AND line_year = $2")
+                .bind(upto)
+                .bind(year)
+                .fetch_one(p)
+                .await
+        })?;
+        Ok(n as u64)
+    }
+
+    /// How many incentive lines are dated in `year` up to `upto` (for progress reports).
+    pub async fn count_incentive_lines(&self, year: i32, upto: Position) -> Result<u64, StoreError> {
+        let n: i64 = with_pool!(&self.db, |p| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM incentive_lines WHERE position <= $1 AND line_year = $2")
+                .bind(upto)
+                .bind(year)
+                .fetch_one(p)
+                .await
+        })?;
+        Ok(n as u64)
+    }
+
+    /// The policy versions that lines of `kind` dated in `year` used, up to `upto`, ascending.
+    pub async fn policy_versions_used(
+        &self,
+        kind: PolicyKind,
+        year: i32,
+        upto: Position,
+    ) -> Result<Vec<u32>, StoreError> {
+        let table = match kind {
+            PolicyKind::CompleterSubsidy => "subsidy_lines",
+            PolicyKind::OperatingCenterIncentive => "incentive_lines",
+        };
+        let sql = format!(
+            "SELECT DISTINCT policy_version FROM {table} \
+             WHERE position <= $1 AND line_year = $2 AND policy_version IS NOT NULL ORDER BY policy_version"
+        );
+        let versions: Vec<i32> = with_pool!(&self.db, |p| {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(upto).bind(year).fetch_all(p).await
+        })?;
+        Ok(versions.into_iter().map(|v| v as u32).collect())
+    }
+
+    /// The next page of subsidy lines dated in `year`, up to position `upto`, after `after`,
+    /// in log order, with their completer parts. `sealed_id_numbers`: also read the vault
+    /// rows of the completers' ID numbers (for a finance user's full export).
+    pub async fn subsidy_lines_page(
+        &self,
+        year: i32,
+        upto: Position,
+        after: LineCursor,
+        limit: u32,
+        sealed_id_numbers: bool,
+    ) -> Result<Vec<ExportSubsidyLine>, StoreError> {
+        const SELECT: &str = "SELECT l.position, l.seq, l.line_kind, l.achievement_id, l.cap_period, l.contract_id, \
+             l.payment_id, l.reversal_id, l.line_date, l.received_fen, l.eligible_fen, l.subsidy_fen, l.policy_version, \
+             l.reasons, l.eligible_total_fen, l.subsidy_total_fen, l.cap_reached, \
+             a.title AS achievement_title, k.contract_number \
+             FROM subsidy_lines l \
+             LEFT JOIN achievements a ON a.id = l.achievement_id \
+             LEFT JOIN contracts k ON k.id = l.contract_id";
+        let rows: Vec<SubsidyRow> = self.year_page(SELECT, year, upto, after, limit).await?;
+        let Some(last) = rows.last() else { return Ok(Vec::new()) };
+        let (last_position, last_seq) = (last.position, last.seq);
+        // The parts of exactly the page's lines, found the way the lines were: on the
+        // primary key within one position, else on the (line_year, position) index between
+        // the page's first and last positions; each line's parts then by their primary key.
+        const PARTS: &str = "SELECT c.position, c.seq, c.ordinal, c.completer_name, c.share_basis_points, c.subsidy_fen, \
+             c.subsidy_total_fen, ac.id_number_masked, ac.id_reference, pd.key_id, pd.nonce, pd.ciphertext \
+             FROM subsidy_lines l \
+             JOIN subsidy_completer_lines c ON c.position = l.position AND c.seq = l.seq \
+             LEFT JOIN achievement_completers ac ON ac.achievement_id = l.achievement_id AND ac.ordinal = c.ordinal \
+             LEFT JOIN personal_data pd ON pd.reference = ac.id_reference AND $1";
+        let parts: Vec<PartRow> = if after.position == last_position {
+            let sql = format!(
+                "{PARTS} WHERE l.position = $2 AND l.seq > $3 AND l.seq <= $4 AND l.line_year = $5 \
+                 ORDER BY c.position, c.seq, c.ordinal"
+            );
+            with_pool!(&self.db, |p| {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(sealed_id_numbers)
+                    .bind(last_position)
+                    .bind(after.seq as i32)
+                    .bind(last_seq)
+                    .bind(year)
+                    .fetch_all(p)
+                    .await
+            })?
+        } else {
+            let sql = format!(
+                "{PARTS} WHERE l.line_year = $2 AND l.position >= $3 AND l.position <= $5 \
+                 AND (l.position > $3 OR l.seq > $4) AND (l.position < $5 OR l.seq <= $6) \
+                 ORDER BY c.position, c.seq, c.ordinal"
+            );
+            with_pool!(&self.db, |p| {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(sealed_id_numbers)
+                    .bind(year)
+                    .bind(after.position)
+                    .bind(after.seq as i32)
+                    .bind(last_position)
+                    .bind(last_seq)
+                    .fetch_all(p)
+                    .await
+            })?
+        };
+        // Both queries are in (position, seq) order: merge them.
+        let mut parts = parts.into_iter().peekable();
+        let mut page = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut completers = Vec::new();
+            let mut id_numbers = Vec::new();
+            while let Some(c) = parts.next_if(|c| (c.position, c.seq) == (r.position, r.seq)) {
+                completers.push(CompleterLine {
+                    ordinal: c.ordinal as u32,
+                    name: c.completer_name,
+                    share_basis_points: c.share_basis_points as u32,
+                    amount: Money::from_fen(c.subsidy_fen),
+                    total: Money::from_fen(c.subsidy_total_fen),
+                });
+                id_numbers.push(stored_id_number(c.id_number_masked, c.id_reference, c.key_id, c.nonce, c.ciphertext)?);
+            }
+            page.push(ExportSubsidyLine {
+                line: SubsidyLine {
+                    position: r.position,
+                    seq: r.seq as u32,
+                    kind: kind(&r.line_kind)?,
+                    achievement_id: AchievementId(id(&r.achievement_id)?),
+                    period: r.cap_period,
+                    contract_id: ContractId(id(&r.contract_id)?),
+                    payment_id: PaymentId(id(&r.payment_id)?),
+                    reversal_id: r.reversal_id.as_deref().map(id).transpose()?.map(ReversalId),
+                    date: r.line_date,
+                    received: Money::from_fen(r.received_fen),
+                    eligible: Money::from_fen(r.eligible_fen),
+                    subsidy: Money::from_fen(r.subsidy_fen),
+                    policy_version: r.policy_version.map(|v| v as u32),
+                    reasons: reasons(r.reasons.as_deref())?,
+                    eligible_total: Money::from_fen(r.eligible_total_fen),
+                    subsidy_total: Money::from_fen(r.subsidy_total_fen),
+                    cap_reached: r.cap_reached,
+                    completers,
+                },
+                achievement_title: r.achievement_title,
+                contract_number: r.contract_number,
+                id_numbers,
+            });
+        }
+        if let Some(orphan) = parts.next() {
+            return Err(StoreError::Inconsistent(format!(
+                "completer part ({}, {}) has no subsidy line in the page",
+                orphan.position, orphan.seq
+            )));
+        }
+        Ok(page)
+    }
+
+    /// The per-completer summary of `year` up to `upto`: each (achievement, completer) with
+    /// the sum of their parts of the year's lines, ordered by achievement and completer, as a
+    /// stream (the database groups; nothing here grows with the number of lines or rows).
+    pub fn completer_year_sums(
+        &self,
+        year: i32,
+        upto: Position,
+        sealed_id_numbers: bool,
+    ) -> BoxStream<'_, Result<CompleterYearSum, StoreError>> {
+        const SQL: &str = "SELECT s.achievement_id, s.ordinal, s.completer_name, s.share_basis_points, s.subsidy_fen, \
+             s.lines, a.title AS achievement_title, ac.id_number_masked, ac.id_reference, pd.key_id, pd.nonce, pd.ciphertext \
+             FROM (SELECT l.achievement_id, c.ordinal, MIN(c.completer_name) AS completer_name, \
+                   MIN(c.share_basis_points) AS share_basis_points, CAST(SUM(c.subsidy_fen) AS BIGINT) AS subsidy_fen, \
+                   CAST(COUNT(*) AS BIGINT) AS lines \
+                   FROM subsidy_completer_lines c JOIN subsidy_lines l ON l.position = c.position AND l.seq = c.seq \
+                   WHERE l.position <= $1 AND l.line_year = $2 GROUP BY l.achievement_id, c.ordinal) s \
+             LEFT JOIN achievements a ON a.id = s.achievement_id \
+             LEFT JOIN achievement_completers ac ON ac.achievement_id = s.achievement_id AND ac.ordinal = s.ordinal \
+             LEFT JOIN personal_data pd ON pd.reference = ac.id_reference AND $3 \
+             ORDER BY s.achievement_id, s.ordinal";
+        let rows: BoxStream<'_, Result<CompleterSumRow, sqlx::Error>> = with_pool!(&self.db, |p| {
+            sqlx::query_as(SQL).bind(upto).bind(year).bind(sealed_id_numbers).fetch(p).boxed()
+        });
+        rows.map_err(StoreError::from)
+            .and_then(|r| async move {
+                Ok(CompleterYearSum {
+                    achievement_id: AchievementId(id(&r.achievement_id)?),
+                    achievement_title: r.achievement_title,
+                    ordinal: r.ordinal as u32,
+                    name: r.completer_name,
+                    share_basis_points: r.share_basis_points as u32,
+                    subsidy: Money::from_fen(r.subsidy_fen),
+                    lines: r.lines as u32,
+                    id_number: stored_id_number(r.id_number_masked, r.id_reference, r.key_id, r.nonce, r.ciphertext)?,
+                })
+            })
+            .boxed()
+    }
+
+    /// The next page of incentive lines dated in `year`, up to `upto`, after `after`.
+    pub async fn incentive_lines_page(
+        &self,
+        year: i32,
+        upto: Position,
+        after: LineCursor,
+        limit: u32,
+    ) -> Result<Vec<ExportIncentiveLine>, StoreError> {
+        const SELECT: &str = "SELECT l.position, l.seq, l.line_kind, l.center_id, l.incentive_year, l.contract_id, \
+             l.payment_id, l.reversal_id, l.line_date, l.received_fen, l.operating_fen, l.incentive_fen, l.policy_version, \
+             l.reasons, l.operating_total_fen, l.incentive_total_fen, l.cap_reached, o.name AS center_name, k.contract_number \
+             FROM incentive_lines l \
+             LEFT JOIN organisations o ON o.id = l.center_id \
+             LEFT JOIN contracts k ON k.id = l.contract_id";
+        let rows: Vec<IncentiveRow> = self.year_page(SELECT, year, upto, after, limit).await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ExportIncentiveLine {
+                    line: IncentiveLine {
+                        position: r.position,
+                        seq: r.seq as u32,
+                        kind: kind(&r.line_kind)?,
+                        center_id: OrganisationId(id(&r.center_id)?),
+                        incentive_year: r.incentive_year,
+                        contract_id: ContractId(id(&r.contract_id)?),
+                        payment_id: PaymentId(id(&r.payment_id)?),
+                        reversal_id: r.reversal_id.as_deref().map(id).transpose()?.map(ReversalId),
+                        date: r.line_date,
+                        received: Money::from_fen(r.received_fen),
+                        operating: Money::from_fen(r.operating_fen),
+                        incentive: Money::from_fen(r.incentive_fen),
+                        policy_version: r.policy_version.map(|v| v as u32),
+                        reasons: reasons(r.reasons.as_deref())?,
+                        operating_total: Money::from_fen(r.operating_total_fen),
+                        incentive_total: Money::from_fen(r.incentive_total_fen),
+                        cap_reached: r.cap_reached,
+                    },
+                    center_name: r.center_name,
+                    contract_number: r.contract_number,
+                })
+            })
+            .collect()
+    }
+
+    /// Each center's figures for `year` (lines counting in the year, whatever their date) up
+    /// to `upto`, ordered by center: as `statement::incentive_statement` folds them.
+    pub async fn center_year_sums(&self, year: i32, upto: Position) -> Result<Vec<CenterYearSum>, StoreError> {
+        let rows: Vec<CenterRow> = with_pool!(&self.db, |p| {
+            sqlx::query_as(
+                "SELECT s.center_id, o.name AS center_name, s.operating_fen, s.incentive_fen, \
+                 (SELECT x.cap_reached FROM incentive_lines x \
+                  WHERE x.center_id = s.center_id AND x.incentive_year = $2 AND x.position <= $1 \
+                  AND (x.operating_fen <> 0 OR x.incentive_fen <> 0) \
+                  ORDER BY x.position DESC, x.seq DESC LIMIT 1) AS cap_reached \
+                 FROM (SELECT center_id, CAST(SUM(operating_fen) AS BIGINT) AS operating_fen, \
+                       CAST(SUM(incentive_fen) AS BIGINT) AS incentive_fen \
+                       FROM incentive_lines WHERE position <= $1 AND incentive_year = $2 GROUP BY center_id) s \
+                 LEFT JOIN organisations o ON o.id = s.center_id \
+                 ORDER BY s.center_id",
+            )
+            .bind(upto)
+            .bind(year)
+            .fetch_all(p)
+            .await
+        })?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(CenterYearSum {
+                    center_id: OrganisationId(id(&r.center_id)?),
+                    center_name: r.center_name,
+                    year,
+                    operating_amount: Money::from_fen(r.operating_fen),
+                    incentive: Money::from_fen(r.incentive_fen),
+                    cap_reached: r.cap_reached.unwrap_or(false),
+                })
+            })
+            .collect()
+    }
+
+    /// The turnover table of `year` up to `upto`: the `total` cell and every breakdown cell
+    /// (contract type, seller kind, field — `unclassified` when none —, district, month),
+    /// summed by the database, in the order of `statement::turnover_statement`. The total
+    /// comes first, also (all zeros) for a year without lines.
+    pub async fn turnover_sums(&self, year: i32, upto: Position) -> Result<Vec<TurnoverSum>, StoreError> {
+        let mut out = Vec::new();
+        let total_sql = format!(
+            "SELECT CAST(NULL AS TEXT) AS cell_key, {CELL_SUMS} FROM turnover_lines WHERE position <= $1 AND line_year = $2"
+        );
+        let total: CellRow = with_pool!(&self.db, |p| {
+            sqlx::query_as(sqlx::AssertSqlSafe(total_sql)).bind(upto).bind(year).fetch_one(p).await
+        })?;
+        let mut cells: BTreeMap<(&'static str, String), TurnoverFigures> = BTreeMap::new();
+        for (dimension, column) in [
+            ("contract_type", "contract_type"),
+            ("seller_kind", "seller_kind"),
+            ("field", "field"),
+            ("district", "district"),
+        ] {
+            let sql = format!(
+                "SELECT {column} AS cell_key, {CELL_SUMS} FROM turnover_lines \
+                 WHERE position <= $1 AND line_year = $2 GROUP BY {column}"
+            );
+            let rows: Vec<CellRow> = with_pool!(&self.db, |p| {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(upto).bind(year).fetch_all(p).await
+            })?;
+            for r in rows {
+                let key = r.cell_key.unwrap_or_else(|| "unclassified".to_owned());
+                let f = figures(r.contracts, r.contract_amount_fen, r.tech_transaction_amount_fen, r.received_fen);
+                let cell = cells.entry((dimension, key)).or_default();
+                cell.contracts += f.contracts;
+                cell.contract_amount += f.contract_amount;
+                cell.tech_transaction_amount += f.tech_transaction_amount;
+                cell.received += f.received;
+            }
+        }
+        // Months: the dates' text differs between engines, so group by day and fold here.
+        let days_sql = format!(
+            "SELECT line_date, {CELL_SUMS} FROM turnover_lines WHERE position <= $1 AND line_year = $2 GROUP BY line_date"
+        );
+        let days: Vec<DayRow> = with_pool!(&self.db, |p| {
+            sqlx::query_as(sqlx::AssertSqlSafe(days_sql)).bind(upto).bind(year).fetch_all(p).await
+        })?;
+        for d in days {
+            let month = format!("{:04}-{:02}", d.line_date.year(), d.line_date.month());
+            let cell = cells.entry(("month", month)).or_default();
+            cell.contracts += d.contracts;
+            cell.contract_amount += Money::from_fen(d.contract_amount_fen);
+            cell.tech_transaction_amount += Money::from_fen(d.tech_transaction_amount_fen);
+            cell.received += Money::from_fen(d.received_fen);
+        }
+        out.push(TurnoverSum {
+            dimension: "total",
+            key: "total".to_owned(),
+            figures: figures(
+                total.contracts,
+                total.contract_amount_fen,
+                total.tech_transaction_amount_fen,
+                total.received_fen,
+            ),
+        });
+        out.extend(cells.into_iter().map(|((dimension, key), figures)| TurnoverSum { dimension, key, figures }));
+        Ok(out)
+    }
+}
