@@ -65,6 +65,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub security: SecurityArgs,
 
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+
     /// GraphiQL in the browser at GET /graphql (default: on in development, off in production).
     #[arg(long, env = "TECHMARKET_GRAPHIQL")]
     pub graphiql: Option<bool>,
@@ -84,6 +87,24 @@ pub struct ServeArgs {
     /// Worker threads of the HTTP server (default: one per core).
     #[arg(long, env = "TECHMARKET_WORKERS")]
     pub workers: Option<usize>,
+}
+
+/// How much one caller may ask.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsArgs {
+    /// Requests per second one caller (token subject, or address when anonymous) may make.
+    #[arg(long, env = "TECHMARKET_RATE_PER_SECOND", default_value_t = 1000)]
+    pub rate_per_second: u32,
+
+    /// Requests one caller may make at once before the rate applies.
+    #[arg(long, env = "TECHMARKET_RATE_BURST", default_value_t = 2000)]
+    pub rate_burst: u32,
+}
+
+impl Default for LimitsArgs {
+    fn default() -> Self {
+        LimitsArgs { rate_per_second: 1000, rate_burst: 2000 }
+    }
 }
 
 /// Tokens and the mode that decides how strict to be about them.

@@ -29,6 +29,9 @@ pub struct AppState {
     pub ledger: ledger::service::Ledger,
     pub graphiql: bool,
     pub body_bytes_max: usize,
+    pub rate_limiter: crate::limits::CallerRateLimiter,
+    /// Opens completers' ID numbers for finance's full exports.
+    pub personal_data_key: ledger::personal::PersonalDataKey,
 }
 
 /// The response media type the client asked for, or `None` when it accepts neither.
@@ -201,6 +204,17 @@ async fn execute(state: &AppState, req: &HttpRequest, media: &'static str, wire:
                 .json(json!({ "errors": [{ "message": e.to_string(), "extensions": { "code": "UNAUTHENTICATED" } }] }));
             }
         };
+    let caller = match &actor {
+        Some(a) => format!("user:{}", a.user_id),
+        None => format!("addr:{}", req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()),
+    };
+    if let Err(wait) = state.rate_limiter.check(&caller) {
+        let seconds = wait.as_secs().max(1);
+        return HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, seconds.to_string()))
+            .content_type(media)
+            .json(json!({ "errors": [{ "message": format!("too many requests; retry in {seconds} s"), "extensions": { "code": "RATE_LIMITED" } }] }));
+    }
     let request_id = req.extensions().get::<tracing_actix_web::RequestId>().map(|id| id.to_string());
     let mut request = async_graphql::Request::new(wire.query);
     if let Some(op) = wire.operation_name {
@@ -225,24 +239,17 @@ async fn execute(state: &AppState, req: &HttpRequest, media: &'static str, wire:
     HttpResponse::build(status).content_type(media).json(&response)
 }
 
-/// Gives every error a stable `extensions.code`: ours carry one already; async-graphql's own
-/// (syntax, validation, input coercion) do not.
+/// Gives every error a stable `extensions.code`. Ours carry one already (internal failures
+/// included: `graphql::internal` sets INTERNAL); an error without one comes from
+/// async-graphql itself: parsing and validation (a request error) or coercing an input value
+/// while executing (a field error) — either way the client's input.
 fn add_missing_codes(errors: &mut [async_graphql::ServerError], request_failed: bool) {
     for e in errors {
         let has_code = e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
-        if has_code {
-            continue;
+        if !has_code {
+            let code = if request_failed { "GRAPHQL_VALIDATION_FAILED" } else { "VALIDATION_FAILED" };
+            e.extensions.get_or_insert_with(Default::default).set("code", code);
         }
-        let code = if request_failed {
-            "GRAPHQL_VALIDATION_FAILED"
-        } else if e.message.starts_with("Failed to parse") || e.message.starts_with("Invalid value") {
-            // An input value that does not coerce (e.g. an amount with three decimals): the
-            // message names the type, the field and the rule.
-            "VALIDATION_FAILED"
-        } else {
-            "INTERNAL"
-        };
-        e.extensions.get_or_insert_with(Default::default).set("code", code);
     }
 }
 

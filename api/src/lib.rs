@@ -4,8 +4,12 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bench;
 pub mod config;
+pub mod export;
 pub mod graphql;
 pub mod http;
+pub mod limits;
+pub mod metrics;
 pub mod startup;
 pub mod telemetry;

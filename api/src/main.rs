@@ -38,6 +38,13 @@ enum Command {
     PrintSchema(PrintSchemaArgs),
     /// Issue a bearer token (for administrators and local development).
     IssueToken(IssueTokenArgs),
+    /// Fill an empty database with a generated market (demo and benchmark data).
+    Generate(api::bench::GenerateArgs),
+    /// Measure the ledger at scale on SQLite and PostgreSQL; print a markdown table (BENCHMARKS.md).
+    Bench(api::bench::BenchArgs),
+    /// Write a finance statement of a year (completer subsidy, operating-center incentive,
+    /// turnover) as CSV or XLSX, as of any ledger position.
+    Export(api::export::ExportArgs),
 }
 
 #[derive(clap::Args)]
@@ -203,6 +210,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", TokenKeys::from_secret(&secret).issue(&actor, chrono::Duration::hours(args.hours)));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Generate(args) => api::bench::generate_command(args).await,
+        Command::Bench(args) => api::bench::bench_command(args).await,
+        Command::Export(args) => api::export::export_command(args).await,
     }
 }
 

@@ -42,17 +42,33 @@ impl Application {
         store.migrate().await.context("cannot apply the database migrations")?;
         let ledger = Ledger::new(store);
         let limits = SchemaLimits { introspection: args.introspection_enabled(), ..SchemaLimits::default() };
+        let (metrics, lag) = crate::metrics::build(&ledger)?;
+        lag.spawn_refresh(ledger.clone(), std::time::Duration::from_secs(5));
         let state = web::Data::new(AppState {
-            schema: build_schema(ledger.clone(), vault, limits),
+            schema: build_schema(ledger.clone(), vault.clone(), limits),
             tokens: TokenKeys::from_secret(&secret),
             ledger,
             graphiql: args.graphiql_enabled(),
             body_bytes_max: args.body_bytes_max,
+            rate_limiter: crate::limits::CallerRateLimiter::new(args.limits.rate_per_second, args.limits.rate_burst),
+            personal_data_key: vault,
         });
+        {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    state.rate_limiter.forget_idle();
+                }
+            });
+        }
         let listener = TcpListener::bind(&args.bind).with_context(|| format!("cannot listen on {}", args.bind))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap_fn(echo_request_id)
+                .wrap(metrics.clone())
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(state.clone())
                 .service(
@@ -65,6 +81,7 @@ impl Application {
                                 .to(http::graphql_other),
                         ),
                 )
+                .route("/exports/{statement}/{file}", web::get().to(crate::export::http::download))
                 .route("/health", web::get().to(http::health))
                 .route("/ready", web::get().to(http::ready))
         })
@@ -83,6 +100,26 @@ impl Application {
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests (up to the shutdown timeout).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Sends the request id of the log lines back as `x-request-id`, so a caller can quote it.
+fn echo_request_id<S, B>(
+    req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>> + use<S, B>
+where
+    S: actix_web::dev::Service<actix_web::dev::ServiceRequest, Response = actix_web::dev::ServiceResponse<B>, Error = actix_web::Error>,
+{
+    use actix_web::HttpMessage;
+    let id = req.extensions().get::<tracing_actix_web::RequestId>().map(|id| id.to_string());
+    let response = srv.call(req);
+    async move {
+        let mut response = response.await?;
+        if let Some(value) = id.and_then(|id| actix_web::http::header::HeaderValue::from_str(&id).ok()) {
+            response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), value);
+        }
+        Ok(response)
     }
 }
 

@@ -31,6 +31,8 @@ pub mod testkit;
 pub mod time;
 pub mod upcast;
 pub mod validation;
+#[cfg(test)]
+mod validation_proptests;
 pub mod vocabulary;
 
 pub use actor::{Actor, Role};

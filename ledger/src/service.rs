@@ -102,6 +102,11 @@ impl Ledger {
         &self.stats
     }
 
+    /// The counters, shared (for a metrics collector).
+    pub fn stats_handle(&self) -> Arc<LedgerStats> {
+        self.stats.clone()
+    }
+
     /// Carries out `command` for `ctx.actor`. With an idempotency key, `fingerprint`
     /// identifies the request (see [`request_fingerprint`]); a repeat with the same key and
     /// fingerprint returns the first receipt and appends nothing.

@@ -2,7 +2,10 @@
 //! real HTTP endpoint. One binary, one module per concern (zero2prod).
 
 mod event_log;
+mod exports;
 mod flow;
+mod hostile;
+mod authorization;
 mod http_spec;
 mod personal_data;
 mod schema;

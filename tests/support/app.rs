@@ -20,11 +20,16 @@ pub struct TestApp {
 
 /// Starts a server over `db` (a fresh test database).
 pub async fn spawn_app(db: TestDb) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+/// Starts a server over `db` with settings changed by `configure`.
+pub async fn spawn_app_with(db: TestDb, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     // Server logs only on request: `TEST_LOG=1 cargo test ...` (zero2prod's switch).
     if std::env::var_os("TEST_LOG").is_some() {
         api::telemetry::init(api::config::LogFormat::Text);
     }
-    let args = ServeArgs {
+    let mut args = ServeArgs {
         database: DatabaseArgs { database_url: db.url.clone(), db_connections_max: 8, db_acquire_seconds: 5 },
         bind: "127.0.0.1:0".into(),
         security: SecurityArgs {
@@ -33,12 +38,14 @@ pub async fn spawn_app(db: TestDb) -> TestApp {
             pii_key: None,
             log_format: None,
         },
+        limits: api::config::LimitsArgs::default(),
         graphiql: Some(true),
         introspection: Some(true),
         body_bytes_max: 1_048_576,
         shutdown_seconds: 1,
         workers: Some(2),
     };
+    configure(&mut args);
     let app = Application::build(&args).await.expect("build the application");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -7,6 +7,7 @@
 //! never skips: with no server it fails, saying how to get one.
 
 pub mod app;
+pub mod exports;
 pub mod fixtures;
 pub mod scenario;
 
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use ledger::store::{Backend, Store, StoreOptions};
 use sqlx::Connection;
 
-pub use app::{TestApp, spawn_app};
+pub use app::{TestApp, spawn_app, spawn_app_with};
 
 /// The server every PostgreSQL test database is created on.
 pub fn postgres_admin_url() -> String {

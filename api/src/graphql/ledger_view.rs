@@ -8,7 +8,7 @@ use ledger::store::Receipt;
 use uuid::Uuid;
 
 use super::scalars::Position;
-use super::{actor, error, ledger, store_error};
+use super::{error, ledger, store_error};
 
 /// Most events one query returns.
 pub const EVENTS_PAGE_MAX: i32 = 1_000;
@@ -115,19 +115,20 @@ pub struct LedgerQuery;
 
 #[Object]
 impl LedgerQuery {
-    /// Events after a position, in log order (for catching up). Needs a token.
+    /// Events after a position, in log order (for catching up). Registrar, finance, admin.
     async fn events(
         &self,
         ctx: &Context<'_>,
         #[graphql(default_with = "Position(0)")] after: Position,
         #[graphql(default = 100)] first: i32,
     ) -> Result<Vec<EventRecord>> {
-        actor(ctx)?;
+        super::access::require_role(ctx, super::access::LOG_READERS, "read the event log")?;
         let events = ledger(ctx).store().read_all_after(after.0, check_page(first)?).await.map_err(store_error)?;
         Ok(events.into_iter().map(EventRecord).collect())
     }
 
-    /// The events of one stream (e.g. `contract-<uuid>`), after a stream version. Needs a token.
+    /// The events of one stream (e.g. `contract-<uuid>`), after a stream version. Registrar,
+    /// finance, admin.
     async fn stream_events(
         &self,
         ctx: &Context<'_>,
@@ -135,7 +136,7 @@ impl LedgerQuery {
         #[graphql(default = 0)] after_version: i32,
         #[graphql(default = 100)] first: i32,
     ) -> Result<Vec<EventRecord>> {
-        actor(ctx)?;
+        super::access::require_role(ctx, super::access::LOG_READERS, "read the event log")?;
         let stream = StreamId(stream_id);
         if stream.kind().is_none() {
             return Err(error("VALIDATION_FAILED", "streamId: must look like contract-<uuid>, achievement-<uuid> ..."));
@@ -155,9 +156,10 @@ impl LedgerQuery {
         Ok(LedgerHead { position: Position(position), hash: hex::encode(hash) })
     }
 
-    /// Recomputes the whole hash chain and reports the first broken position. Needs a token.
+    /// Recomputes the whole hash chain and reports the first broken position. Registrar,
+    /// finance, admin.
     async fn verify_ledger(&self, ctx: &Context<'_>) -> Result<LedgerVerification> {
-        actor(ctx)?;
+        super::access::require_role(ctx, super::access::LOG_READERS, "verify the ledger")?;
         let report = ledger(ctx).store().verify_chain(|_| {}).await.map_err(store_error)?;
         Ok(LedgerVerification {
             intact: report.is_intact(),

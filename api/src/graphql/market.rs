@@ -15,7 +15,7 @@ use super::inputs::*;
 use super::ledger_view::CommandResult;
 use super::scalars::Date;
 use super::types::*;
-use super::{actor, command_error, domain_error, internal, ledger, request_id, store_error, vault};
+use super::{access, actor, command_error, domain_error, internal, ledger, request_id, store_error, vault};
 
 /// Checks a page request: `first` is 1 to 500.
 fn page(first: Option<i32>, after: Option<String>) -> Result<PageRequest> {
@@ -202,9 +202,10 @@ impl MarketQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<MatchPage> {
-        actor(ctx)?;
+        let reach = access::deal_reach(ctx)?;
         let f = queries::MatchFilter {
-            broker_id: id(filter.broker_id),
+            party_id: reach.organisation(),
+            broker_id: reach.broker().or(id(filter.broker_id)),
             achievement_id: id(filter.achievement_id),
             demand_id: id(filter.demand_id),
             status: filter.status.map(|s| s.code().to_owned()),
@@ -217,8 +218,22 @@ impl MarketQuery {
 
     #[graphql(name = "match")]
     async fn match_(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Match>> {
-        actor(ctx)?;
-        Ok(ledger(ctx).store().match_view(&id.to_string()).await.map_err(store_error)?.map(Match))
+        let reach = access::deal_reach(ctx)?;
+        let store = ledger(ctx).store();
+        let Some(m) = store.match_view(&id.to_string()).await.map_err(store_error)? else { return Ok(None) };
+        let visible = match &reach {
+            access::Reach::All => true,
+            access::Reach::Broker(b) => &m.broker_id == b,
+            access::Reach::Organisation(o) => {
+                let owner = store.achievement(&m.achievement_id).await.map_err(store_error)?.map(|a| a.owner_id);
+                let enterprise = store.demand(&m.demand_id).await.map_err(store_error)?.map(|d| d.enterprise_id);
+                owner.as_ref() == Some(o) || enterprise.as_ref() == Some(o)
+            }
+        };
+        if !visible {
+            return Err(access::forbidden(&actor(ctx)?, "see a match it is not a party to"));
+        }
+        Ok(Some(Match(m)))
     }
 }
 
@@ -235,8 +250,10 @@ impl ContractQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<ContractPage> {
-        actor(ctx)?;
+        let reach = access::deal_reach(ctx)?;
         let f = queries::ContractFilter {
+            party_id: reach.organisation(),
+            broker_id: reach.broker(),
             seller_id: id(filter.seller_id),
             buyer_id: id(filter.buyer_id),
             achievement_id: id(filter.achievement_id),
@@ -251,8 +268,13 @@ impl ContractQuery {
     }
 
     async fn contract(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Contract>> {
-        actor(ctx)?;
-        Ok(ledger(ctx).store().contract(&id.to_string()).await.map_err(store_error)?.map(Contract))
+        let reach = access::deal_reach(ctx)?;
+        let Some(c) = ledger(ctx).store().contract(&id.to_string()).await.map_err(store_error)? else { return Ok(None) };
+        let parties = [Some(c.seller_id.as_str()), Some(c.buyer_id.as_str()), c.operating_center_id.as_deref()];
+        if !reach.covers_contract(&parties, c.broker_id.as_deref()) {
+            return Err(access::forbidden(&actor(ctx)?, "see a contract it is not a party to"));
+        }
+        Ok(Some(Contract(c)))
     }
 
     /// Settled payments. Needs a token.
@@ -263,8 +285,10 @@ impl ContractQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<PaymentPage> {
-        actor(ctx)?;
+        let reach = access::deal_reach(ctx)?;
         let f = queries::PaymentFilter {
+            party_id: reach.organisation(),
+            broker_id: reach.broker(),
             contract_id: id(filter.contract_id),
             settled_from: day(filter.settled_from),
             settled_to: day(filter.settled_to),

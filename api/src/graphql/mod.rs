@@ -6,6 +6,7 @@
 //! `NOT_FOUND`, `ALREADY_EXISTS`, `FORBIDDEN`, `UNAUTHENTICATED`, `IDEMPOTENCY_KEY_REUSED`,
 //! `CONFLICT` (retry), `UNAVAILABLE` (retry later), `INTERNAL` (details only in the logs).
 
+pub mod access;
 pub mod enums;
 pub mod inputs;
 pub mod ledger_view;

@@ -478,7 +478,7 @@ impl StatementQuery {
         Ok(book.versions().iter().map(Into::into).collect())
     }
 
-    /// The completer subsidy statement of a year (lines dated in it, Asia/Shanghai). Needs a token.
+    /// The completer subsidy statement of a year (lines dated in it, Asia/Shanghai). Finance, admin.
     async fn completer_subsidy_statement(
         &self,
         ctx: &Context<'_>,
@@ -486,7 +486,7 @@ impl StatementQuery {
         as_of: Option<Position>,
         as_of_time: Option<DateTime<Utc>>,
     ) -> Result<CompleterSubsidyStatement> {
-        actor(ctx)?;
+        super::access::require_role(ctx, super::access::STATEMENT_READERS, "read subsidy statements")?;
         let at = self::as_of(ctx, as_of, as_of_time).await?;
         let l = ledger(ctx);
         let source = l.default_source(&at).await.map_err(report_error)?;
@@ -494,7 +494,7 @@ impl StatementQuery {
         Ok(CompleterSubsidyStatement(s, at.into()))
     }
 
-    /// An achievement's subsidy, per completer, with every line. Needs a token.
+    /// An achievement's subsidy, per completer, with every line. Finance, admin, the owner.
     async fn achievement_subsidy(
         &self,
         ctx: &Context<'_>,
@@ -502,9 +502,16 @@ impl StatementQuery {
         as_of: Option<Position>,
         as_of_time: Option<DateTime<Utc>>,
     ) -> Result<AchievementSubsidy> {
-        actor(ctx)?;
-        let at = self::as_of(ctx, as_of, as_of_time).await?;
+        let caller = actor(ctx)?;
         let l = ledger(ctx);
+        if !super::access::STATEMENT_READERS.contains(&caller.role) {
+            // The owner's staff see their own achievement's subsidy.
+            let owner = l.store().achievement(&achievement_id.to_string()).await.map_err(store_error)?.map(|a| a.owner_id);
+            if owner.is_none() || caller.organisation_id.map(|o| o.to_string()) != owner || caller.role == ledger::Role::Broker {
+                return Err(super::access::forbidden(&caller, "read another organisation's achievement subsidy"));
+            }
+        }
+        let at = self::as_of(ctx, as_of, as_of_time).await?;
         let source = l.default_source(&at).await.map_err(report_error)?;
         let s = l
             .achievement_subsidy(ledger::ids::AchievementId(achievement_id), at.clone(), source)
@@ -531,7 +538,7 @@ impl StatementQuery {
         })
     }
 
-    /// A completer's subsidies across achievements (by name). Needs a token.
+    /// A completer's subsidies across achievements (by name). Finance, admin.
     async fn completer_subsidies(
         &self,
         ctx: &Context<'_>,
@@ -539,7 +546,7 @@ impl StatementQuery {
         as_of: Option<Position>,
         as_of_time: Option<DateTime<Utc>>,
     ) -> Result<CompleterSubsidies> {
-        actor(ctx)?;
+        super::access::require_role(ctx, super::access::STATEMENT_READERS, "read subsidy statements")?;
         let at = self::as_of(ctx, as_of, as_of_time).await?;
         let l = ledger(ctx);
         let source = l.default_source(&at).await.map_err(report_error)?;
@@ -552,7 +559,7 @@ impl StatementQuery {
         })
     }
 
-    /// The operating-center incentive statement of a year. Needs a token.
+    /// The operating-center incentive statement of a year. Finance, admin.
     async fn operating_center_incentive_statement(
         &self,
         ctx: &Context<'_>,
@@ -560,7 +567,7 @@ impl StatementQuery {
         as_of: Option<Position>,
         as_of_time: Option<DateTime<Utc>>,
     ) -> Result<OperatingCenterIncentiveStatement> {
-        actor(ctx)?;
+        super::access::require_role(ctx, super::access::STATEMENT_READERS, "read incentive statements")?;
         let at = self::as_of(ctx, as_of, as_of_time).await?;
         let l = ledger(ctx);
         let source = l.default_source(&at).await.map_err(report_error)?;
@@ -591,7 +598,7 @@ impl StatementQuery {
         })
     }
 
-    /// The annual technology-contract turnover with its breakdowns. Needs a token.
+    /// The annual technology-contract turnover with its breakdowns. Finance, admin.
     async fn turnover_statement(
         &self,
         ctx: &Context<'_>,
@@ -599,7 +606,7 @@ impl StatementQuery {
         as_of: Option<Position>,
         as_of_time: Option<DateTime<Utc>>,
     ) -> Result<TurnoverStatement> {
-        actor(ctx)?;
+        super::access::require_role(ctx, super::access::STATEMENT_READERS, "read turnover statements")?;
         let at = self::as_of(ctx, as_of, as_of_time).await?;
         let l = ledger(ctx);
         let source = l.default_source(&at).await.map_err(report_error)?;

@@ -8,12 +8,14 @@
 //! the SQL must differ (locking), the engines get their own statement.
 
 mod append;
+mod import;
 mod policy;
 mod project;
 pub mod queries;
 mod read;
 mod rebuild;
 pub mod statements;
+pub mod stream;
 mod verify;
 
 use std::path::Path;

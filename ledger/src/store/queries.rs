@@ -54,6 +54,14 @@ impl Filter {
             self.push(column_op, Arg::Text(v.to_owned()));
         }
     }
+    /// `(expression)` with every `{}` replaced by the next placeholder, all bound to `value`.
+    fn any_of(&mut self, expression: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.args.push(Arg::Text(v.to_owned()));
+            let n = self.args.len();
+            self.clauses.push(format!("({})", expression.replace("{}", &format!("${n}"))));
+        }
+    }
     fn date(&mut self, column_op: &str, value: Option<NaiveDate>) {
         if let Some(v) = value {
             self.push(column_op, Arg::Date(v));
@@ -256,6 +264,8 @@ pub struct DemandFilter {
 
 #[derive(Debug, Clone, Default)]
 pub struct MatchFilter {
+    /// Only matches on this organisation's achievements or demands.
+    pub party_id: Option<String>,
     pub broker_id: Option<String>,
     pub achievement_id: Option<String>,
     pub demand_id: Option<String>,
@@ -266,6 +276,9 @@ pub struct MatchFilter {
 
 #[derive(Debug, Clone, Default)]
 pub struct ContractFilter {
+    /// Only contracts this organisation is the seller, buyer or operating center of.
+    pub party_id: Option<String>,
+    pub broker_id: Option<String>,
     pub seller_id: Option<String>,
     pub buyer_id: Option<String>,
     pub achievement_id: Option<String>,
@@ -278,6 +291,10 @@ pub struct ContractFilter {
 
 #[derive(Debug, Clone, Default)]
 pub struct PaymentFilter {
+    /// Only payments on contracts this organisation is a party to.
+    pub party_id: Option<String>,
+    /// Only payments on contracts of this broker.
+    pub broker_id: Option<String>,
     pub contract_id: Option<String>,
     pub settled_from: Option<NaiveDate>,
     pub settled_to: Option<NaiveDate>,
@@ -387,6 +404,10 @@ impl Store {
 
     pub async fn matches(&self, f: &MatchFilter, page: &PageRequest) -> Result<Page<MatchView>, StoreError> {
         let mut w = Filter::default();
+        w.any_of(
+            "achievement_id IN (SELECT id FROM achievements WHERE owner_id = {}) OR demand_id IN (SELECT id FROM demands WHERE enterprise_id = {})",
+            f.party_id.as_deref(),
+        );
         w.text("broker_id =", f.broker_id.as_deref());
         w.text("achievement_id =", f.achievement_id.as_deref());
         w.text("demand_id =", f.demand_id.as_deref());
@@ -405,6 +426,8 @@ impl Store {
 
     pub async fn contracts(&self, f: &ContractFilter, page: &PageRequest) -> Result<Page<ContractView>, StoreError> {
         let mut w = Filter::default();
+        w.any_of("seller_id = {} OR buyer_id = {} OR operating_center_id = {}", f.party_id.as_deref());
+        w.text("broker_id =", f.broker_id.as_deref());
         w.text("seller_id =", f.seller_id.as_deref());
         w.text("buyer_id =", f.buyer_id.as_deref());
         w.text("achievement_id =", f.achievement_id.as_deref());
@@ -425,6 +448,11 @@ impl Store {
 
     pub async fn payments(&self, f: &PaymentFilter, page: &PageRequest) -> Result<Page<PaymentView>, StoreError> {
         let mut w = Filter::default();
+        w.any_of(
+            "contract_id IN (SELECT id FROM contracts WHERE seller_id = {} OR buyer_id = {} OR operating_center_id = {})",
+            f.party_id.as_deref(),
+        );
+        w.any_of("contract_id IN (SELECT id FROM contracts WHERE broker_id = {})", f.broker_id.as_deref());
         w.text("contract_id =", f.contract_id.as_deref());
         w.date("settlement_date >=", f.settled_from);
         w.date("settlement_date <=", f.settled_to);

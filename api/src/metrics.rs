@@ -1,0 +1,112 @@
+//! Prometheus metrics at `/metrics`: HTTP requests and latencies (actix-web-prom), and the
+//! ledger's own figures: commands committed, events appended, concurrency conflicts,
+//! idempotent replays, the log's head position and the projections' lag behind it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
+use ledger::service::{Ledger, LedgerStats};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntGauge, Opts};
+
+/// Reads the ledger's counters at scrape time.
+struct LedgerCollector {
+    stats: Arc<LedgerStats>,
+    descs: Vec<Desc>,
+}
+
+const COUNTERS: [(&str, &str); 4] = [
+    ("techmarket_commands_committed_total", "Commands whose events were committed."),
+    ("techmarket_events_appended_total", "Events appended to the log by this process."),
+    ("techmarket_concurrency_conflicts_total", "Appends refused because a stream changed meanwhile (then decided again)."),
+    ("techmarket_idempotent_replays_total", "Requests answered from an earlier request with the same idempotency key."),
+];
+
+impl LedgerCollector {
+    fn values(&self) -> [u64; 4] {
+        let s = &self.stats;
+        [
+            s.commands_committed.load(Ordering::Relaxed),
+            s.events_appended.load(Ordering::Relaxed),
+            s.concurrency_conflicts.load(Ordering::Relaxed),
+            s.idempotent_replays.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+impl Collector for LedgerCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        COUNTERS
+            .iter()
+            .zip(self.values())
+            .flat_map(|((name, help), value)| {
+                let counter = IntCounter::new(*name, *help).expect("valid metric name");
+                counter.inc_by(value);
+                counter.collect()
+            })
+            .collect()
+    }
+}
+
+/// The middleware (which serves `/metrics`) with the ledger's metrics registered in it.
+pub fn build(ledger: &Ledger) -> anyhow::Result<(PrometheusMetrics, LagGauges)> {
+    let prometheus = PrometheusMetricsBuilder::new("techmarket")
+        .endpoint("/metrics")
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the metrics middleware: {e}"))?;
+    let descs = COUNTERS
+        .iter()
+        .map(|(name, help)| IntCounter::new(*name, *help).expect("valid metric name").desc().into_iter().cloned().collect::<Vec<_>>())
+        .flatten()
+        .collect();
+    prometheus.registry.register(Box::new(LedgerCollector { stats: ledger.stats_handle(), descs }))?;
+    let lag = LagGauges {
+        head: IntGauge::with_opts(Opts::new("techmarket_log_head_position", "The last position of the event log."))?,
+        lag: IntGauge::with_opts(Opts::new(
+            "techmarket_projection_lag_events",
+            "Events in the log not yet applied by the slowest projection (0 when projections keep up).",
+        ))?,
+    };
+    prometheus.registry.register(Box::new(lag.head.clone()))?;
+    prometheus.registry.register(Box::new(lag.lag.clone()))?;
+    Ok((prometheus, lag))
+}
+
+/// Gauges refreshed in the background from the database.
+#[derive(Clone)]
+pub struct LagGauges {
+    head: IntGauge,
+    lag: IntGauge,
+}
+
+impl LagGauges {
+    /// Refreshes the gauges every `every` until the process ends.
+    pub fn spawn_refresh(self, ledger: Ledger, every: Duration) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let store = ledger.store();
+                let head = match store.head().await {
+                    Ok(h) => h.map_or(0, |(p, _)| p),
+                    Err(_) => continue,
+                };
+                let mut slowest = head;
+                for projection in [ledger::readmodel::PROJECTION, ledger::store::POLICY_PROJECTION] {
+                    if let Ok(p) = store.projection_position(projection).await {
+                        slowest = slowest.min(p);
+                    }
+                }
+                self.head.set(head);
+                self.lag.set(head - slowest);
+            }
+        });
+    }
+}
