@@ -19,7 +19,10 @@ impl CallerRateLimiter {
     pub fn new(per_second: u32, burst: u32) -> CallerRateLimiter {
         let rate = NonZeroU32::new(per_second.max(1)).expect("at least 1");
         let burst = NonZeroU32::new(burst.max(per_second).max(1)).expect("at least 1");
-        CallerRateLimiter { limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)), clock: DefaultClock::default() }
+        CallerRateLimiter {
+            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            clock: DefaultClock::default(),
+        }
     }
 
     /// `Ok` when the caller may go on; otherwise how long to wait.

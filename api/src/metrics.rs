@@ -21,7 +21,10 @@ struct LedgerCollector {
 const COUNTERS: [(&str, &str); 4] = [
     ("techmarket_commands_committed_total", "Commands whose events were committed."),
     ("techmarket_events_appended_total", "Events appended to the log by this process."),
-    ("techmarket_concurrency_conflicts_total", "Appends refused because a stream changed meanwhile (then decided again)."),
+    (
+        "techmarket_concurrency_conflicts_total",
+        "Appends refused because a stream changed meanwhile (then decided again).",
+    ),
     ("techmarket_idempotent_replays_total", "Requests answered from an earlier request with the same idempotency key."),
 ];
 
@@ -63,7 +66,9 @@ pub fn build(ledger: &Ledger) -> anyhow::Result<(PrometheusMetrics, LagGauges)> 
         .map_err(|e| anyhow::anyhow!("cannot build the metrics middleware: {e}"))?;
     let descs = COUNTERS
         .iter()
-        .map(|(name, help)| IntCounter::new(*name, *help).expect("valid metric name").desc().into_iter().cloned().collect::<Vec<_>>())
+        .map(|(name, help)| {
+            IntCounter::new(*name, *help).expect("valid metric name").desc().into_iter().cloned().collect::<Vec<_>>()
+        })
         .flatten()
         .collect();
     prometheus.registry.register(Box::new(LedgerCollector { stats: ledger.stats_handle(), descs }))?;

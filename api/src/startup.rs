@@ -109,7 +109,11 @@ fn echo_request_id<S, B>(
     srv: &S,
 ) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>> + use<S, B>
 where
-    S: actix_web::dev::Service<actix_web::dev::ServiceRequest, Response = actix_web::dev::ServiceResponse<B>, Error = actix_web::Error>,
+    S: actix_web::dev::Service<
+            actix_web::dev::ServiceRequest,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
 {
     use actix_web::HttpMessage;
     let id = req.extensions().get::<tracing_actix_web::RequestId>().map(|id| id.to_string());

@@ -25,13 +25,16 @@ struct World {
 
 async fn world(app: &TestApp) -> World {
     let admin = app.admin();
-    let org = |name: &str, kind: &str, code: &str, division: &str| {
-        json!({ "name": name, "kind": kind, "creditCode": code, "divisionCode": division })
-    };
-    let university = app.mutate(&admin, "registerOrganisation", org("重庆大学", "UNIVERSITY", "12500000450403271P", "500106")).await;
-    let other_university = app.mutate(&admin, "registerOrganisation", org("西南大学", "UNIVERSITY", "91110000600037341L", "500109")).await;
-    let enterprise = app.mutate(&admin, "registerOrganisation", org("长安", "ENTERPRISE", "915000002028133840", "500112")).await;
-    let center = app.mutate(&admin, "registerOrganisation", org("运营中心", "IP_OPERATING_CENTER", "91500000MA5U7AUK1B", "500108")).await;
+    let org = |name: &str, kind: &str, code: &str, division: &str| json!({ "name": name, "kind": kind, "creditCode": code, "divisionCode": division });
+    let university =
+        app.mutate(&admin, "registerOrganisation", org("重庆大学", "UNIVERSITY", "12500000450403271P", "500106")).await;
+    let other_university =
+        app.mutate(&admin, "registerOrganisation", org("西南大学", "UNIVERSITY", "91110000600037341L", "500109")).await;
+    let enterprise =
+        app.mutate(&admin, "registerOrganisation", org("长安", "ENTERPRISE", "915000002028133840", "500112")).await;
+    let center = app
+        .mutate(&admin, "registerOrganisation", org("运营中心", "IP_OPERATING_CENTER", "91500000MA5U7AUK1B", "500108"))
+        .await;
     let accreditation = app
         .mutate(&admin, "accreditOrganisation", json!({ "organisationId": university, "kind": "INNOVATION_PLATFORM", "effectiveFrom": "2024-01-01", "documentNumber": "D1" }))
         .await;
@@ -47,11 +50,23 @@ async fn world(app: &TestApp) -> World {
     }
     let mut demands = [Uuid::nil(); 2];
     for d in &mut demands {
-        *d = app.mutate(&ent, "postDemand", json!({ "enterpriseId": enterprise, "title": "需求", "field": "NEW_MATERIALS" })).await;
+        *d = app
+            .mutate(
+                &ent,
+                "postDemand",
+                json!({ "enterpriseId": enterprise, "title": "需求", "field": "NEW_MATERIALS" }),
+            )
+            .await;
     }
     let mut matches = [Uuid::nil(); 3];
     for m in &mut matches {
-        *m = app.mutate(&brk, "proposeMatch", json!({ "brokerId": broker, "achievementId": achievements[0], "demandId": demands[1] })).await;
+        *m = app
+            .mutate(
+                &brk,
+                "proposeMatch",
+                json!({ "brokerId": broker, "achievementId": achievements[0], "demandId": demands[1] }),
+            )
+            .await;
     }
     let registrar = app.registrar();
     let mut contracts = [Uuid::nil(); 5];
@@ -66,7 +81,19 @@ async fn world(app: &TestApp) -> World {
     let payment = app
         .mutate(&registrar, "recordPayment", json!({ "contractId": contracts[3], "amount": "100.00", "settledAt": "2024-04-01T10:00:00+08:00", "bankReference": "P-1" }))
         .await;
-    World { university, other_university, enterprise, center, broker, accreditation, achievements, demands, matches, contracts, payment }
+    World {
+        university,
+        other_university,
+        enterprise,
+        center,
+        broker,
+        accreditation,
+        achievements,
+        demands,
+        matches,
+        contracts,
+        payment,
+    }
 }
 
 /// The callers of the matrix: every role with the organisation (or broker) it acts for,
@@ -88,29 +115,89 @@ fn callers(app: &TestApp, w: &World) -> Vec<(&'static str, String)> {
 fn cases(w: &World) -> Vec<(&'static str, Value, &'static [&'static str])> {
     let c = &w.contracts;
     vec![
-        ("registerOrganisation", json!({ "name": "新", "kind": "OTHER", "creditCode": "91500106000000042B", "divisionCode": "500106" }), &["admin"]),
-        ("accreditOrganisation", json!({ "organisationId": w.enterprise, "kind": "INNOVATION_PLATFORM", "effectiveFrom": "2024-01-01", "documentNumber": "D2" }), &["admin"]),
-        ("revokeAccreditation", json!({ "organisationId": w.university, "accreditationId": w.accreditation, "revokedFrom": "2025-01-01", "reason": "复核" }), &["admin"]),
+        (
+            "registerOrganisation",
+            json!({ "name": "新", "kind": "OTHER", "creditCode": "91500106000000042B", "divisionCode": "500106" }),
+            &["admin"],
+        ),
+        (
+            "accreditOrganisation",
+            json!({ "organisationId": w.enterprise, "kind": "INNOVATION_PLATFORM", "effectiveFrom": "2024-01-01", "documentNumber": "D2" }),
+            &["admin"],
+        ),
+        (
+            "revokeAccreditation",
+            json!({ "organisationId": w.university, "accreditationId": w.accreditation, "revokedFrom": "2025-01-01", "reason": "复核" }),
+            &["admin"],
+        ),
         ("registerBroker", json!({ "name": "李经纪" }), &["admin"]),
-        ("listAchievement", json!({ "ownerId": w.university, "title": "新成果", "field": "AGRICULTURE", "maturity": 3, "transferModes": ["LICENCE"], "completers": [{ "name": "李四", "share": "100" }] }), &["research_institution"]),
-        ("reviseAchievement", json!({ "achievementId": w.achievements[1], "title": "改名" }), &["research_institution"]),
-        ("withdrawAchievement", json!({ "achievementId": w.achievements[2], "reason": "撤回" }), &["research_institution"]),
-        ("postDemand", json!({ "enterpriseId": w.enterprise, "title": "新需求", "field": "AGRICULTURE" }), &["enterprise"]),
+        (
+            "listAchievement",
+            json!({ "ownerId": w.university, "title": "新成果", "field": "AGRICULTURE", "maturity": 3, "transferModes": ["LICENCE"], "completers": [{ "name": "李四", "share": "100" }] }),
+            &["research_institution"],
+        ),
+        (
+            "reviseAchievement",
+            json!({ "achievementId": w.achievements[1], "title": "改名" }),
+            &["research_institution"],
+        ),
+        (
+            "withdrawAchievement",
+            json!({ "achievementId": w.achievements[2], "reason": "撤回" }),
+            &["research_institution"],
+        ),
+        (
+            "postDemand",
+            json!({ "enterpriseId": w.enterprise, "title": "新需求", "field": "AGRICULTURE" }),
+            &["enterprise"],
+        ),
         ("closeDemand", json!({ "demandId": w.demands[0], "reason": "关闭" }), &["enterprise"]),
-        ("proposeMatch", json!({ "brokerId": w.broker, "achievementId": w.achievements[0], "demandId": w.demands[1] }), &["broker"]),
+        (
+            "proposeMatch",
+            json!({ "brokerId": w.broker, "achievementId": w.achievements[0], "demandId": w.demands[1] }),
+            &["broker"],
+        ),
         ("acceptMatch", json!({ "matchId": w.matches[0], "side": "OWNER" }), &["research_institution"]),
         ("acceptMatch", json!({ "matchId": w.matches[1], "side": "ENTERPRISE" }), &["enterprise"]),
         ("declineMatch", json!({ "matchId": w.matches[2], "side": "ENTERPRISE", "reason": "不合适" }), &["enterprise"]),
-        ("signContract", json!({
-            "contractNumber": "NEW-1", "contractType": "TRANSFER", "title": "转让", "sellerId": w.university, "buyerId": w.enterprise,
-            "achievementId": w.achievements[0], "contractAmount": "500.00", "techTransactionAmount": "500.00", "signedOn": "2024-05-01"
-        }), &["research_institution", "registrar"]),
-        ("registerContract", json!({ "contractId": c[0], "registrationNumber": "2024500106000088", "registeredOn": "2024-03-20", "certifiedTechTransactionAmount": "900000.00" }), &["registrar"]),
-        ("amendContract", json!({ "contractId": c[1], "contractAmount": "2000000.00", "techTransactionAmount": "2000000.00", "amendedOn": "2024-04-01", "reason": "变更" }), &["research_institution", "registrar"]),
-        ("terminateContract", json!({ "contractId": c[2], "terminatedOn": "2024-04-01", "reason": "解除" }), &["research_institution", "registrar"]),
-        ("recordPayment", json!({ "contractId": c[4], "amount": "10.00", "settledAt": "2024-04-02T10:00:00+08:00", "bankReference": "NEW-P" }), &["registrar"]),
-        ("reversePayment", json!({ "contractId": c[3], "paymentId": w.payment, "amount": "1.00", "reversedAt": "2024-04-03T10:00:00+08:00", "reason": "退款" }), &["registrar"]),
-        ("enactPolicy", json!({ "kind": "OPERATING_CENTER_INCENTIVE", "rate": "0.03", "cap": "6000000.00", "capPeriod": "CALENDAR_YEAR", "effectiveFrom": "2027-01-01", "source": "示例" }), &["admin"]),
+        (
+            "signContract",
+            json!({
+                "contractNumber": "NEW-1", "contractType": "TRANSFER", "title": "转让", "sellerId": w.university, "buyerId": w.enterprise,
+                "achievementId": w.achievements[0], "contractAmount": "500.00", "techTransactionAmount": "500.00", "signedOn": "2024-05-01"
+            }),
+            &["research_institution", "registrar"],
+        ),
+        (
+            "registerContract",
+            json!({ "contractId": c[0], "registrationNumber": "2024500106000088", "registeredOn": "2024-03-20", "certifiedTechTransactionAmount": "900000.00" }),
+            &["registrar"],
+        ),
+        (
+            "amendContract",
+            json!({ "contractId": c[1], "contractAmount": "2000000.00", "techTransactionAmount": "2000000.00", "amendedOn": "2024-04-01", "reason": "变更" }),
+            &["research_institution", "registrar"],
+        ),
+        (
+            "terminateContract",
+            json!({ "contractId": c[2], "terminatedOn": "2024-04-01", "reason": "解除" }),
+            &["research_institution", "registrar"],
+        ),
+        (
+            "recordPayment",
+            json!({ "contractId": c[4], "amount": "10.00", "settledAt": "2024-04-02T10:00:00+08:00", "bankReference": "NEW-P" }),
+            &["registrar"],
+        ),
+        (
+            "reversePayment",
+            json!({ "contractId": c[3], "paymentId": w.payment, "amount": "1.00", "reversedAt": "2024-04-03T10:00:00+08:00", "reason": "退款" }),
+            &["registrar"],
+        ),
+        (
+            "enactPolicy",
+            json!({ "kind": "OPERATING_CENTER_INCENTIVE", "rate": "0.03", "cap": "6000000.00", "capPeriod": "CALENDAR_YEAR", "effectiveFrom": "2027-01-01", "source": "示例" }),
+            &["admin"],
+        ),
     ]
 }
 
@@ -178,7 +265,12 @@ both_backends!(deals_are_visible_to_their_parties_and_statements_to_finance, |db
     let r = app.gql(Some(&stranger), one, json!({ "c": w.contracts[0] })).await;
     assert_eq!(r.error_code(), "FORBIDDEN");
 
-    for (role, org) in [(Role::ResearchInstitution, Some(w.university)), (Role::Enterprise, Some(w.enterprise)), (Role::Registrar, None), (Role::Broker, None)] {
+    for (role, org) in [
+        (Role::ResearchInstitution, Some(w.university)),
+        (Role::Enterprise, Some(w.enterprise)),
+        (Role::Registrar, None),
+        (Role::Broker, None),
+    ] {
         let token = app.token(role, org, None);
         let s = app.gql(Some(&token), "{ turnoverStatement(year: 2024) { total { contracts } } }", json!({})).await;
         assert_eq!(s.error_code(), "FORBIDDEN", "{role:?} reads statements");
@@ -190,7 +282,10 @@ both_backends!(deals_are_visible_to_their_parties_and_statements_to_finance, |db
     // The owner reads its own achievement's subsidy; another university does not.
     let q = "query($a: UUID!) { achievementSubsidy(achievementId: $a) { subsidy } }";
     let owner = app.token(Role::ResearchInstitution, Some(w.university), None);
-    assert_eq!(app.gql(Some(&owner), q, json!({ "a": w.achievements[0] })).await.data()["achievementSubsidy"]["subsidy"], "0.00");
+    assert_eq!(
+        app.gql(Some(&owner), q, json!({ "a": w.achievements[0] })).await.data()["achievementSubsidy"]["subsidy"],
+        "0.00"
+    );
     let other = app.token(Role::ResearchInstitution, Some(w.other_university), None);
     assert_eq!(app.gql(Some(&other), q, json!({ "a": w.achievements[0] })).await.error_code(), "FORBIDDEN");
 

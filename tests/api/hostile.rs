@@ -23,7 +23,8 @@ async fn post_raw(app: &TestApp, body: Vec<u8>, content_type: &str) -> (u16, Val
 }
 
 /// Words that must never reach a client: database and runtime internals.
-const LEAKS: [&str; 9] = ["sqlx", "SQLSTATE", "INSERT INTO", "SELECT ", "panicked", "stack backtrace", "database error", "pg_", "sqlite"];
+const LEAKS: [&str; 9] =
+    ["sqlx", "SQLSTATE", "INSERT INTO", "SELECT ", "panicked", "stack backtrace", "database error", "pg_", "sqlite"];
 
 fn assert_no_leak(body: &Value) {
     let text = body.to_string();
@@ -75,7 +76,10 @@ both_backends!(invalid_codes_and_amounts_name_the_field_and_the_rule, |db| async
     ] {
         let r = app.try_mutate(&admin, "registerOrganisation", input, None).await;
         assert_eq!(r.error_code(), "VALIDATION_FAILED");
-        assert_eq!((r.error()["extensions"]["field"].as_str(), r.error()["extensions"]["rule"].as_str()), (Some(field), Some(rule)));
+        assert_eq!(
+            (r.error()["extensions"]["field"].as_str(), r.error()["extensions"]["rule"].as_str()),
+            (Some(field), Some(rule))
+        );
     }
     let seller = app.mutate(&admin, "registerOrganisation", org("91110000600037341L", "500112")).await;
     let staff = app.token(ledger::Role::ResearchInstitution, Some(seller), None);
@@ -83,8 +87,17 @@ both_backends!(invalid_codes_and_amounts_name_the_field_and_the_rule, |db| async
         .try_mutate(&staff, "listAchievement", json!({ "ownerId": seller, "title": "t", "field": "AGRICULTURE", "maturity": 3, "transferModes": ["LICENCE"],
             "patentNumbers": ["ZL201710601862.4"], "completers": [{ "name": "a", "share": "100" }] }), None)
         .await;
-    assert_eq!((r.error()["extensions"]["field"].as_str(), r.error()["extensions"]["rule"].as_str()), (Some("patentNumbers[0]"), Some("patent_number_check")));
-    for (amount, rule) in [("1.001", "amount_two_decimals"), ("-5.00", "amount_positive"), ("0", "amount_positive"), ("1e3", "amount_format"), ("1000000000000", "amount_below_limit")] {
+    assert_eq!(
+        (r.error()["extensions"]["field"].as_str(), r.error()["extensions"]["rule"].as_str()),
+        (Some("patentNumbers[0]"), Some("patent_number_check"))
+    );
+    for (amount, rule) in [
+        ("1.001", "amount_two_decimals"),
+        ("-5.00", "amount_positive"),
+        ("0", "amount_positive"),
+        ("1e3", "amount_format"),
+        ("1000000000000", "amount_below_limit"),
+    ] {
         let r = app
             .try_mutate(&app.registrar(), "signContract", json!({
                 "contractNumber": "C", "contractType": "SERVICE", "title": "t", "sellerId": seller, "buyerId": seller,
@@ -96,7 +109,10 @@ both_backends!(invalid_codes_and_amounts_name_the_field_and_the_rule, |db| async
         assert_eq!(r.error_code(), "VALIDATION_FAILED", "{amount}");
     }
     let r = app.try_mutate(&admin, "registerBroker", json!({ "name": "x".repeat(201) }), None).await;
-    assert_eq!((r.error()["extensions"]["field"].as_str(), r.error()["extensions"]["rule"].as_str()), (Some("name"), Some("max_length")));
+    assert_eq!(
+        (r.error()["extensions"]["field"].as_str(), r.error()["extensions"]["rule"].as_str()),
+        (Some("name"), Some("max_length"))
+    );
     app.db.drop_db().await;
 });
 
@@ -104,11 +120,16 @@ both_backends!(sql_looking_text_is_stored_verbatim_and_harmless, |db| async move
     let app = spawn_app(db).await;
     let name = "Robert'); DROP TABLE events; -- 重庆\"大学\" %_\\";
     let id = app
-        .mutate(&app.admin(), "registerOrganisation", json!({ "name": name, "kind": "UNIVERSITY", "creditCode": "91110000600037341L", "divisionCode": "500106" }))
+        .mutate(
+            &app.admin(),
+            "registerOrganisation",
+            json!({ "name": name, "kind": "UNIVERSITY", "creditCode": "91110000600037341L", "divisionCode": "500106" }),
+        )
         .await;
     let r = app.gql(None, "query($id: UUID!) { organisation(id: $id) { name } }", json!({ "id": id })).await;
     assert_eq!(r.data()["organisation"]["name"], name);
-    let like = app.gql(None, "{ organisations(filter: { divisionCodePrefix: \"%\" }) { nodes { id } } }", json!({})).await;
+    let like =
+        app.gql(None, "{ organisations(filter: { divisionCodePrefix: \"%\" }) { nodes { id } } }", json!({})).await;
     assert!(like.data()["organisations"]["nodes"].as_array().unwrap().is_empty(), "% is not a wildcard");
     let finance = app.token(ledger::Role::Finance, None, None);
     let v = app.gql(Some(&finance), "{ verifyLedger { intact eventsChecked } }", json!({})).await;
@@ -154,7 +175,13 @@ both_backends!(metrics_and_request_ids_are_exposed, |db| async move {
     let r = app.client.get(format!("{}/health", app.address)).send().await.unwrap();
     assert!(r.headers().get("x-request-id").is_some(), "responses carry the request id of their log lines");
     let text = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
-    for metric in ["techmarket_http_requests_total", "techmarket_http_requests_duration_seconds", "techmarket_events_appended_total 1", "techmarket_concurrency_conflicts_total", "techmarket_projection_lag_events"] {
+    for metric in [
+        "techmarket_http_requests_total",
+        "techmarket_http_requests_duration_seconds",
+        "techmarket_events_appended_total 1",
+        "techmarket_concurrency_conflicts_total",
+        "techmarket_projection_lag_events",
+    ] {
         assert!(text.contains(metric), "missing {metric} in:\n{text}");
     }
     app.db.drop_db().await;
@@ -168,17 +195,22 @@ fn fuzz_value(rng: &mut StdRng, ty: &Value, types: &Map<String, Value>, depth: u
     }
     if rng.random_bool(0.08) {
         // The wrong shape entirely.
-        return [json!(null), json!(12345678901234i64), json!(-1.5), json!(true), json!([]), json!({}), json!("")][rng.random_range(0..7)].clone();
+        return [json!(null), json!(12345678901234i64), json!(-1.5), json!(true), json!([]), json!({}), json!("")]
+            [rng.random_range(0..7)]
+        .clone();
     }
     match kind {
-        "LIST" if depth < 3 => Value::Array((0..rng.random_range(0..4)).map(|_| fuzz_value(rng, &ty["ofType"], types, depth + 1)).collect()),
+        "LIST" if depth < 3 => Value::Array(
+            (0..rng.random_range(0..4)).map(|_| fuzz_value(rng, &ty["ofType"], types, depth + 1)).collect(),
+        ),
         "INPUT_OBJECT" if depth < 3 => {
             let name = ty["name"].as_str().unwrap_or("");
             let fields = types[name]["inputFields"].as_array().cloned().unwrap_or_default();
             let mut object = Map::new();
             for f in &fields {
                 if rng.random_bool(0.9) {
-                    object.insert(f["name"].as_str().unwrap().to_owned(), fuzz_value(rng, &f["type"], types, depth + 1));
+                    object
+                        .insert(f["name"].as_str().unwrap().to_owned(), fuzz_value(rng, &f["type"], types, depth + 1));
                 }
             }
             Value::Object(object)
@@ -186,7 +218,11 @@ fn fuzz_value(rng: &mut StdRng, ty: &Value, types: &Map<String, Value>, depth: u
         "ENUM" => {
             let name = ty["name"].as_str().unwrap_or("");
             let values = types[name]["enumValues"].as_array().cloned().unwrap_or_default();
-            if values.is_empty() || rng.random_bool(0.1) { json!("NOT_A_VALUE") } else { values[rng.random_range(0..values.len())]["name"].clone() }
+            if values.is_empty() || rng.random_bool(0.1) {
+                json!("NOT_A_VALUE")
+            } else {
+                values[rng.random_range(0..values.len())]["name"].clone()
+            }
         }
         _ => {
             let samples = [
@@ -216,21 +252,41 @@ both_backends!(fuzzing_every_mutation_input_finds_no_server_error, |db| async mo
         .gql(None, "{ __schema { mutationType { fields { name args { name type { kind name ofType { kind name ofType { kind name } } } } } } types { name kind enumValues { name } inputFields { name type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }", json!({}))
         .await;
     let schema = introspection.data()["__schema"].clone();
-    let types: Map<String, Value> = schema["types"].as_array().unwrap().iter().map(|t| (t["name"].as_str().unwrap().to_owned(), t.clone())).collect();
+    let types: Map<String, Value> = schema["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap().to_owned(), t.clone()))
+        .collect();
     let mutations = schema["mutationType"]["fields"].as_array().unwrap().clone();
     assert!(mutations.len() >= 19, "every mutation is fuzzed");
     let seed = std::env::var("FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     println!("fuzz seed {seed} (FUZZ_SEED to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
-    let tokens = [app.admin(), app.registrar(), app.token(ledger::Role::Finance, None, None), app.token(ledger::Role::ResearchInstitution, Some(uuid::Uuid::now_v7()), None)];
+    let tokens = [
+        app.admin(),
+        app.registrar(),
+        app.token(ledger::Role::Finance, None, None),
+        app.token(ledger::Role::ResearchInstitution, Some(uuid::Uuid::now_v7()), None),
+    ];
     let mut statuses = std::collections::BTreeMap::new();
     for case in 0..400 {
         let m = &mutations[case % mutations.len()];
         let name = m["name"].as_str().unwrap();
-        let args: Vec<String> = m["args"].as_array().unwrap().iter().map(|a| format!("${}: {}", a["name"].as_str().unwrap(), type_ref(&a["type"]))).collect();
-        let pass: Vec<String> = m["args"].as_array().unwrap().iter().map(|a| format!("{0}: ${0}", a["name"].as_str().unwrap())).collect();
-        let variables: Map<String, Value> =
-            m["args"].as_array().unwrap().iter().map(|a| (a["name"].as_str().unwrap().to_owned(), fuzz_value(&mut rng, &a["type"], &types, 0))).collect();
+        let args: Vec<String> = m["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("${}: {}", a["name"].as_str().unwrap(), type_ref(&a["type"])))
+            .collect();
+        let pass: Vec<String> =
+            m["args"].as_array().unwrap().iter().map(|a| format!("{0}: ${0}", a["name"].as_str().unwrap())).collect();
+        let variables: Map<String, Value> = m["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["name"].as_str().unwrap().to_owned(), fuzz_value(&mut rng, &a["type"], &types, 0)))
+            .collect();
         let query = format!("mutation({}) {{ {name}({}) {{ id }} }}", args.join(", "), pass.join(", "));
         let token = &tokens[rng.random_range(0..tokens.len())];
         let r = app
@@ -247,7 +303,8 @@ both_backends!(fuzzing_every_mutation_input_finds_no_server_error, |db| async mo
         assert!(status < 500, "seed {seed} case {case}: {name} answered {status}: {body}");
         assert!(body.get("data").is_some() || body.get("errors").is_some(), "seed {seed}: {body}");
         for e in body["errors"].as_array().into_iter().flatten() {
-            let code = e["extensions"]["code"].as_str().unwrap_or_else(|| panic!("seed {seed}: an error without a code: {e}"));
+            let code =
+                e["extensions"]["code"].as_str().unwrap_or_else(|| panic!("seed {seed}: an error without a code: {e}"));
             assert_ne!(code, "INTERNAL", "seed {seed} case {case}: {name} hit an internal error: {e}");
         }
         assert_no_leak(&body);

@@ -1,11 +1,11 @@
 //! Integration tests: the ledger on real databases (both engines) and the API through its
 //! real HTTP endpoint. One binary, one module per concern (zero2prod).
 
+mod authorization;
 mod event_log;
 mod exports;
 mod flow;
 mod hostile;
-mod authorization;
 mod http_spec;
 mod personal_data;
 mod schema;

@@ -28,7 +28,10 @@ pub fn deal_reach(ctx: &Context<'_>) -> Result<Reach> {
     let a = actor(ctx)?;
     match a.role {
         Role::Registrar | Role::Finance | Role::Admin => Ok(Reach::All),
-        Role::Broker => a.broker_id.map(|b| Reach::Broker(b.to_string())).ok_or_else(|| forbidden(&a, "see deals without a broker id")),
+        Role::Broker => a
+            .broker_id
+            .map(|b| Reach::Broker(b.to_string()))
+            .ok_or_else(|| forbidden(&a, "see deals without a broker id")),
         Role::ResearchInstitution | Role::Enterprise | Role::OperatingCenter => a
             .organisation_id
             .map(|o| Reach::Organisation(o.to_string()))

@@ -269,7 +269,9 @@ impl ContractQuery {
 
     async fn contract(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Contract>> {
         let reach = access::deal_reach(ctx)?;
-        let Some(c) = ledger(ctx).store().contract(&id.to_string()).await.map_err(store_error)? else { return Ok(None) };
+        let Some(c) = ledger(ctx).store().contract(&id.to_string()).await.map_err(store_error)? else {
+            return Ok(None);
+        };
         let parties = [Some(c.seller_id.as_str()), Some(c.buyer_id.as_str()), c.operating_center_id.as_deref()];
         if !reach.covers_contract(&parties, c.broker_id.as_deref()) {
             return Err(access::forbidden(&actor(ctx)?, "see a contract it is not a party to"));

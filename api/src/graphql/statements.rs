@@ -506,8 +506,12 @@ impl StatementQuery {
         let l = ledger(ctx);
         if !super::access::STATEMENT_READERS.contains(&caller.role) {
             // The owner's staff see their own achievement's subsidy.
-            let owner = l.store().achievement(&achievement_id.to_string()).await.map_err(store_error)?.map(|a| a.owner_id);
-            if owner.is_none() || caller.organisation_id.map(|o| o.to_string()) != owner || caller.role == ledger::Role::Broker {
+            let owner =
+                l.store().achievement(&achievement_id.to_string()).await.map_err(store_error)?.map(|a| a.owner_id);
+            if owner.is_none()
+                || caller.organisation_id.map(|o| o.to_string()) != owner
+                || caller.role == ledger::Role::Broker
+            {
                 return Err(super::access::forbidden(&caller, "read another organisation's achievement subsidy"));
             }
         }
