@@ -93,6 +93,59 @@ both_backends!(a_refused_request_in_a_batch_does_not_fail_its_neighbours, |db| a
     db.drop_db().await;
 });
 
+both_backends!(concurrent_appends_share_commits_and_each_caller_gets_its_own_result, |db| async move {
+    let store = db.store().await;
+    let taken = OrganisationId::new_v7();
+    store.append(registration_request(taken, 0, 920)).await.unwrap().unwrap();
+    let before = store.group_commit_stats();
+    // 200 callers at once: 196 fresh organisations, 3 stale decisions on a stream already at
+    // version 1, and one whose sealed personal data reuses a stored reference (a database
+    // error while its batch is written: only it may fail, not its batch neighbours).
+    let reused = uuid::Uuid::now_v7();
+    let mut first = registration_request(OrganisationId::new_v7(), 0, 921);
+    first.personal_data = vec![sealed(reused)];
+    store.append(first).await.unwrap().unwrap();
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut request = match i {
+                    10 | 90 | 170 => registration_request(taken, 0, 1000 + i),
+                    _ => registration_request(OrganisationId::new_v7(), 0, 1000 + i),
+                };
+                if i == 50 {
+                    request.personal_data = vec![sealed(reused)];
+                }
+                (i, store.append(request).await)
+            })
+        })
+        .collect();
+    let mut positions = Vec::new();
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        match (i, result) {
+            (10 | 90 | 170, Ok(Err(Refusal::Conflict { expected: 0, actual: 1, .. }))) => {}
+            (50, Err(e)) => assert!(!e.is_transient(), "{e}"),
+            (_, Ok(Ok(AppendOutcome::Appended(a)))) => positions.push(a.receipt.first_position),
+            (i, other) => panic!("caller {i}: {other:?}"),
+        }
+    }
+    positions.sort_unstable();
+    assert_eq!(positions, (3..=198).collect::<Vec<_>>(), "one position each, gap-free");
+    let after = store.group_commit_stats();
+    let (batches, requests) = (after.batches - before.batches, after.requests - before.requests);
+    assert!(requests >= 201, "every request went through a batch ({requests})");
+    assert!(batches < requests / 2, "{requests} concurrent requests shared commits: {batches} batches");
+    println!("{}: {requests} requests in {batches} batches", db.backend.as_str());
+    assert_eq!(store.head().await.unwrap().unwrap().0, 198);
+    assert!(store.verify_chain(|_| {}).await.unwrap().is_intact());
+    db.drop_db().await;
+});
+
+fn sealed(reference: uuid::Uuid) -> ledger::personal::PersonalDataRow {
+    ledger::personal::PersonalDataRow { reference, key_id: "k1".into(), nonce: vec![0; 12], ciphertext: vec![1; 16] }
+}
+
 both_backends!(concurrent_commands_on_one_contract_retry_and_never_overdraw_it, |db| async move {
     let store = db.store().await;
     let ledger = Ledger::new(store.clone());

@@ -2,8 +2,7 @@
 //! taken once, each request runs inside its own savepoint (so a refused request leaves its
 //! neighbours untouched), positions and hashes continue from the head, the read models are
 //! updated, and a single commit makes the whole batch durable before anyone is answered.
-//! Today callers send batches of one; group commit (many concurrent callers per batch) only
-//! changes who assembles the batch, not this code or its callers' view of it.
+//! `group` assembles the batches from concurrent callers (group commit).
 
 use std::collections::HashMap;
 
@@ -78,33 +77,44 @@ pub enum Refusal {
     Taken { claim: String, owner: String },
 }
 
-impl Store {
-    /// Appends one request (a batch of one).
-    pub async fn append(&self, request: AppendRequest) -> Result<Result<AppendOutcome, Refusal>, StoreError> {
-        let mut results = self.append_batch(vec![request]).await?;
-        Ok(results.pop().expect("one result per request"))
-    }
+/// Why a batch was not committed, and whether its commit was attempted (then its outcome is
+/// unknown: the connection may have failed after the database made it durable).
+#[derive(Debug)]
+pub(crate) enum BatchFailure {
+    BeforeCommit(StoreError),
+    AtCommit(StoreError),
+}
 
+impl Store {
     /// Appends a batch in one transaction; returns one result per request, in order. An
-    /// `Err` means nothing of the batch was committed.
+    /// `Err` means nothing of the batch was committed, as far as we know.
     pub async fn append_batch(
         &self,
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<Result<AppendOutcome, Refusal>>, StoreError> {
-        let mut tx = self.begin_append().await?;
+        self.append_batch_inner(&requests)
+            .await
+            .map_err(|(BatchFailure::BeforeCommit(e) | BatchFailure::AtCommit(e))| e)
+    }
+
+    pub(crate) async fn append_batch_inner(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, Refusal>>, BatchFailure> {
+        let mut tx = self.begin_append().await.map_err(BatchFailure::BeforeCommit)?;
         let mut runtime = self.policy_runtime.lock().await;
         // Whatever fails after the fold has seen the batch leaves it holding events that were
         // never committed: drop it, the next append rebuilds it from the log.
-        let results = match append_in(&mut tx, &mut runtime, &requests).await {
+        let results = match append_in(&mut tx, &mut runtime, requests).await {
             Ok(results) => results,
             Err(e) => {
                 runtime.invalidate();
-                return Err(e);
+                return Err(BatchFailure::BeforeCommit(e));
             }
         };
         if let Err(e) = tx.commit().await {
             runtime.invalidate();
-            return Err(e.into());
+            return Err(BatchFailure::AtCommit(e.into()));
         }
         Ok(results)
     }

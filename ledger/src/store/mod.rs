@@ -8,6 +8,8 @@
 //! the SQL must differ (locking), the engines get their own statement.
 
 mod append;
+mod group;
+pub use group::{BATCH_REQUESTS_MAX, GroupCommitStats};
 mod import;
 mod policy;
 mod project;
@@ -127,6 +129,10 @@ pub enum StoreError {
     /// A read model disagrees with the log (a projection bug): stop rather than serve it.
     #[error("read model inconsistent with the log: {0}")]
     Inconsistent(String),
+    /// The shared transaction of a group commit failed; every request in it is told this
+    /// (see `group`). `transient` is that of the original error.
+    #[error("the commit shared with other requests failed: {message}")]
+    Batch { message: String, transient: bool },
 }
 
 impl StoreError {
@@ -148,8 +154,13 @@ impl StoreError {
                     })
                 })
             }
+            StoreError::Batch { transient, .. } => *transient,
             _ => false,
         }
+    }
+
+    pub(crate) fn batch(message: &str, transient: bool) -> StoreError {
+        StoreError::Batch { message: message.to_owned(), transient }
     }
 }
 
@@ -175,6 +186,8 @@ pub struct Store {
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
     /// The policy projections' fold, kept in step with the log (see `policy`).
     policy_runtime: Arc<tokio::sync::Mutex<policy::PolicyRuntime>>,
+    /// Appends waiting for the next shared commit.
+    group: Arc<group::GroupCommit>,
 }
 
 /// Advisory-lock key that serialises appends on PostgreSQL (any constant unique to us).
@@ -221,6 +234,7 @@ impl Store {
             db,
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
             policy_runtime: Arc::new(tokio::sync::Mutex::new(policy::PolicyRuntime::default())),
+            group: Arc::default(),
         })
     }
 

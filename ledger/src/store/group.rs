@@ -1,0 +1,150 @@
+//! Group commit: concurrent appends share one transaction and one durable commit.
+//!
+//! Each caller queues its request and waits for its own result. One drain task per store
+//! takes everything queued (up to [`BATCH_REQUESTS_MAX`]), appends it as one batch (see
+//! `append`: one append lock, a savepoint per request, one commit) and answers every caller;
+//! whatever arrived while that commit was in flight is the next batch. Nobody is answered
+//! before the commit that holds their events has returned.
+//!
+//! The batch runs in its own task, not in a caller's future, so a caller that goes away
+//! (an HTTP client hanging up) cannot abort a transaction holding its neighbours' events.
+//!
+//! When a batch of several fails *before* its commit (a database error while one request was
+//! written), its requests are tried again one by one, so the error reaches only the request
+//! that causes it. A failed *commit* is not retried: its outcome is unknown to us, and the
+//! callers are told so (the idempotency key makes their retry safe).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::append::{AppendOutcome, AppendRequest, BatchFailure, Refusal};
+use super::{Store, StoreError};
+
+/// Most requests in one transaction: a bound on the time the append lock is held and on
+/// the memory of one batch.
+pub const BATCH_REQUESTS_MAX: usize = 512;
+
+type Reply = Result<Result<AppendOutcome, Refusal>, StoreError>;
+
+struct Pending {
+    request: AppendRequest,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The queue of appends waiting for the next commit, and whether a drain task is running.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    queue: Mutex<Vec<Pending>>,
+    draining: AtomicBool,
+    batches: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// How many transactions the appends of this process took (for metrics and tests): with
+/// concurrent callers, fewer batches than requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    pub batches: u64,
+    pub requests: u64,
+}
+
+impl GroupCommit {
+    fn push(&self, pending: Pending) {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(pending);
+    }
+
+    fn take(&self) -> Vec<Pending> {
+        let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let n = queue.len().min(BATCH_REQUESTS_MAX);
+        queue.drain(..n).collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_empty()
+    }
+}
+
+impl Store {
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        GroupCommitStats {
+            batches: self.group.batches.load(Ordering::Relaxed),
+            requests: self.group.requests.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Appends one request, committed together with whatever other requests are waiting.
+    pub async fn append(&self, request: AppendRequest) -> Result<Result<AppendOutcome, Refusal>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.group.push(Pending { request, reply });
+        if !self.group.draining.swap(true, Ordering::AcqRel) {
+            tokio::spawn(self.clone().drain());
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Inconsistent(
+                "the append batch holding this request stopped before answering (see the server log)".into(),
+            ))
+        })
+    }
+
+    /// Commits queued batches until the queue is empty.
+    async fn drain(self) {
+        // Lets a later append start a new drain task whatever way this one ends (a panic on
+        // a broken invariant included; its callers then get an error, not a hang).
+        struct Draining(Arc<GroupCommit>);
+        impl Drop for Draining {
+            fn drop(&mut self) {
+                self.0.draining.store(false, Ordering::Release);
+            }
+        }
+        let _draining = Draining(self.group.clone());
+        loop {
+            let batch = self.group.take();
+            if batch.is_empty() {
+                self.group.draining.store(false, Ordering::Release);
+                // A request queued after `take` and before the store above saw `draining`
+                // still true and left it to us: take it, unless another task already has.
+                if self.group.is_empty() || self.group.draining.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                continue;
+            }
+            self.commit_batch(batch).await;
+        }
+    }
+
+    async fn commit_batch(&self, batch: Vec<Pending>) {
+        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+        let size = requests.len();
+        self.group.batches.fetch_add(1, Ordering::Relaxed);
+        self.group.requests.fetch_add(size as u64, Ordering::Relaxed);
+        match self.append_batch_inner(&requests).await {
+            Ok(results) => {
+                assert_eq!(results.len(), size, "one result per request");
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(BatchFailure::BeforeCommit(error)) if size > 1 => {
+                tracing::warn!(%error, size, "append batch failed before its commit; appending its requests one by one");
+                for (request, reply) in requests.into_iter().zip(replies) {
+                    let result = match self.append_batch_inner(std::slice::from_ref(&request)).await {
+                        Ok(mut results) => Ok(results.pop().expect("one result per request")),
+                        Err(BatchFailure::BeforeCommit(e) | BatchFailure::AtCommit(e)) => Err(e),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+            Err(BatchFailure::BeforeCommit(error) | BatchFailure::AtCommit(error)) => {
+                let message = error.to_string();
+                let transient = error.is_transient();
+                let mut first = Some(error);
+                for reply in replies {
+                    let error = first.take().unwrap_or_else(|| StoreError::batch(&message, transient));
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+    }
+}
