@@ -867,9 +867,11 @@ both_backends!(a_year_of_more_than_100000_rows_exports_in_bounded_memory, |db| a
     }
     for pair in peaks.chunks(2) {
         let [(format, _, small), (_, _, large)] = pair else { unreachable!() };
-        // Flat: another 100,000 rows (and 100,000 summary rows) may not cost 10 MB more; a
-        // writer or reader holding its rows would need several times that.
-        assert!(*large <= *small + 10 * 1024, "{format}: peak RSS {small} kB for 100,000 rows, {large} kB for 200,000");
+        // Flat: another 100,000 rows (and 100,000 summary rows) may not cost 16 MiB more. Their
+        // text alone is 23 MB (the CSV file grows by that), so a writer or reader holding its
+        // rows would need more than that; what is seen is 2 to 10 MiB of allocator and
+        // database-driver noise that varies with scheduling on a busy machine.
+        assert!(*large <= *small + 16 * 1024, "{format}: peak RSS {small} kB for 100,000 rows, {large} kB for 200,000");
         assert!(*large < 150 * 1024, "{format}: peak RSS {large} kB stays small");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::rows::Rows;
 use super::{Store, StoreError, Tx, execute, with_conn};
 use crate::chain::{ChainedFields, GENESIS, Hash, event_hash};
 use crate::event::*;
@@ -128,29 +129,117 @@ async fn append_in(
     let (mut head_position, mut head_hash) = head(tx).await?;
     let projections = super::policy::caught_up(tx, runtime, head_position).await?;
     let recorded_at = to_micros(Utc::now());
+    let mut batch = Batch::load(tx, requests).await?;
     let mut results = Vec::with_capacity(requests.len());
     for request in requests {
-        execute!(tx, sqlx::query("SAVEPOINT append_request"))?;
-        let result = append_one(tx, projections, request, head_position, head_hash, recorded_at).await?;
-        match &result {
-            Ok(AppendOutcome::Appended(a)) => {
-                let last = a.events.last().expect("an append has events");
-                assert_eq!(last.position, head_position + a.receipt.event_count, "positions are gap-free");
-                head_position = last.position;
-                head_hash = last.hash;
-                execute!(tx, sqlx::query("RELEASE SAVEPOINT append_request"))?;
-            }
-            Ok(AppendOutcome::AlreadyDone(_)) | Err(_) => {
-                execute!(tx, sqlx::query("ROLLBACK TO SAVEPOINT append_request"))?;
-                execute!(tx, sqlx::query("RELEASE SAVEPOINT append_request"))?;
-            }
+        let result = append_one(tx, projections, &mut batch, request, head_position, head_hash, recorded_at).await?;
+        if let Ok(AppendOutcome::Appended(a)) = &result {
+            let last = a.events.last().expect("an append has events");
+            assert_eq!(last.position, head_position + a.receipt.event_count, "positions are gap-free");
+            head_position = last.position;
+            head_hash = last.hash;
         }
         results.push(result);
     }
+    batch.write(tx).await?;
     assert_eq!(projections.position(), head_position, "the policy fold has seen exactly the log");
     super::project::record_projection_position(tx, readmodel::PROJECTION, head_position).await?;
     super::project::record_projection_position(tx, super::policy::PROJECTION, head_position).await?;
     Ok(results)
+}
+
+const EVENTS_INSERT: &str = "INSERT INTO events (position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash) VALUES";
+const KEYS_INSERT: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, receipt, position) VALUES";
+/// Streams or keys per `IN (...)` lookup.
+const LOOKUP_CHUNK: usize = 500;
+
+/// What a batch knows and writes beyond one request: the stream versions and idempotency
+/// keys it read once for all its requests (kept current as its requests append), and the
+/// rows (events, keys, policy outputs) it writes with a few multi-row statements at its end.
+/// Reads of these tables inside the batch go through here, never to the unwritten tables.
+struct Batch {
+    versions: HashMap<StreamId, StreamVersion>,
+    keys: HashMap<(String, String), (String, Receipt)>,
+    events: Rows,
+    key_rows: Rows,
+    policy: super::policy::PolicyWriter,
+}
+
+impl Batch {
+    async fn load(tx: &mut Tx, requests: &[AppendRequest]) -> Result<Batch, StoreError> {
+        let numbered = matches!(tx, Tx::Postgres(_));
+        let mut streams: Vec<&str> = requests.iter().flat_map(|r| r.expected.iter().map(|(s, _)| s.as_str())).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let mut versions = HashMap::with_capacity(streams.len());
+        for chunk in streams.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT stream_id, MAX(stream_version) FROM events WHERE stream_id IN ({}) GROUP BY stream_id",
+                placeholders(chunk.len(), numbered)
+            );
+            let found: Vec<(String, i64)> = with_conn!(tx, |c| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+                for s in chunk {
+                    query = query.bind(*s);
+                }
+                query.fetch_all(&mut *c).await
+            })?;
+            versions.extend(found.into_iter().map(|(s, v)| (StreamId(s), v)));
+        }
+        let wanted: std::collections::HashSet<(&str, &str)> = requests
+            .iter()
+            .filter_map(|r| r.idempotency.as_ref())
+            .map(|c| (c.scope.as_str(), c.key.as_str()))
+            .collect();
+        let mut key_list: Vec<&str> = wanted.iter().map(|(_, k)| *k).collect();
+        key_list.sort_unstable();
+        key_list.dedup();
+        let mut keys = HashMap::new();
+        for chunk in key_list.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT scope, key, request_hash, receipt FROM idempotency_keys WHERE key IN ({})",
+                placeholders(chunk.len(), numbered)
+            );
+            let found: Vec<(String, String, String, String)> = with_conn!(tx, |c| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+                for k in chunk {
+                    query = query.bind(*k);
+                }
+                query.fetch_all(&mut *c).await
+            })?;
+            for (scope, key, request_hash, receipt) in found {
+                if !wanted.contains(&(scope.as_str(), key.as_str())) {
+                    continue;
+                }
+                let receipt: Receipt = serde_json::from_str(&receipt).map_err(|e| {
+                    StoreError::Inconsistent(format!("stored receipt for key {key} is unreadable: {e}"))
+                })?;
+                keys.insert((scope, key), (request_hash, receipt));
+            }
+        }
+        Ok(Batch {
+            versions,
+            keys,
+            events: Rows::new(EVENTS_INSERT, 9, ""),
+            key_rows: Rows::new(KEYS_INSERT, 5, ""),
+            policy: super::policy::PolicyWriter::default(),
+        })
+    }
+
+    fn version(&self, stream: &StreamId) -> StreamVersion {
+        self.versions.get(stream).copied().unwrap_or(0)
+    }
+
+    async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        self.events.write(tx).await?;
+        self.key_rows.write(tx).await?;
+        self.policy.write(tx).await
+    }
+}
+
+fn placeholders(n: usize, numbered: bool) -> String {
+    let list: Vec<String> = (1..=n).map(|i| if numbered { format!("${i}") } else { "?".to_owned() }).collect();
+    list.join(", ")
 }
 
 /// The last position and hash of the log (0 and the genesis hash when empty).
@@ -173,38 +262,24 @@ pub(super) fn to_hash(position: Position, bytes: &[u8]) -> Result<Hash, StoreErr
 async fn append_one(
     tx: &mut Tx,
     projections: &mut crate::projection::Projections,
+    batch: &mut Batch,
     request: &AppendRequest,
     head_position: Position,
     head_hash: Hash,
     recorded_at: DateTime<Utc>,
 ) -> Result<Result<AppendOutcome, Refusal>, StoreError> {
     if let Some(claim) = &request.idempotency {
-        let previous: Option<(String, String)> = with_conn!(tx, |c| {
-            sqlx::query_as("SELECT request_hash, receipt FROM idempotency_keys WHERE scope = $1 AND key = $2")
-                .bind(&claim.scope)
-                .bind(&claim.key)
-                .fetch_optional(&mut *c)
-                .await
-        })?;
-        if let Some((request_hash, receipt)) = previous {
-            if request_hash != claim.request_hash {
+        if let Some((request_hash, receipt)) = batch.keys.get(&(claim.scope.clone(), claim.key.clone())) {
+            if *request_hash != claim.request_hash {
                 return Ok(Err(Refusal::KeyReused { key: claim.key.clone() }));
             }
-            let receipt: Receipt = serde_json::from_str(&receipt).map_err(|e| {
-                StoreError::Inconsistent(format!("stored receipt for key {} is unreadable: {e}", claim.key))
-            })?;
-            return Ok(Ok(AppendOutcome::AlreadyDone(receipt)));
+            return Ok(Ok(AppendOutcome::AlreadyDone(receipt.clone())));
         }
     }
 
     let mut versions: HashMap<StreamId, StreamVersion> = HashMap::with_capacity(request.expected.len());
     for (stream, expected) in &request.expected {
-        let actual: i64 = with_conn!(tx, |c| {
-            sqlx::query_scalar("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1")
-                .bind(stream.as_str())
-                .fetch_one(&mut *c)
-                .await
-        })?;
+        let actual = batch.version(stream);
         if actual != *expected {
             return Ok(Err(Refusal::Conflict { stream: stream.clone(), expected: *expected, actual }));
         }
@@ -214,14 +289,27 @@ async fn append_one(
     let events = chain(request, &mut versions, head_position, head_hash, recorded_at);
     let changes: Vec<(Change, Position)> = changes_with_positions(&events).collect();
 
-    // Unique values first: a clash refuses the request before anything else is written.
+    // Unique values first: a clash refuses the request before anything else is written. With
+    // several claims, a clash on a later one must undo the earlier ones: a savepoint.
+    let claims = changes.iter().filter(|(c, _)| matches!(c, Change::Claim { .. })).count();
+    if claims > 1 {
+        execute!(tx, sqlx::query("SAVEPOINT append_request"))?;
+    }
     for (change, position) in &changes {
         if let Change::Claim { claim, owner } = change {
             if let Some(holder) = super::project::claim(tx, claim, owner, *position).await? {
+                if claims > 1 {
+                    execute!(tx, sqlx::query("ROLLBACK TO SAVEPOINT append_request"))?;
+                    execute!(tx, sqlx::query("RELEASE SAVEPOINT append_request"))?;
+                }
                 return Ok(Err(Refusal::Taken { claim: claim.clone(), owner: holder }));
             }
         }
     }
+    if claims > 1 {
+        execute!(tx, sqlx::query("RELEASE SAVEPOINT append_request"))?;
+    }
+    // Past the last refusal: from here a failure is an error of the whole batch.
     for row in &request.personal_data {
         execute!(
             tx,
@@ -235,18 +323,30 @@ async fn append_one(
             .bind(events[0].position)
         )?;
     }
+    let metadata = canonical_json(&serde_json::to_value(&request.metadata).expect("metadata serialises"));
     for e in &events {
-        insert_event(tx, e).await?;
+        batch.events.push(vec![
+            e.position.into(),
+            e.stream_id.as_str().into(),
+            e.stream_version.into(),
+            e.event.event_type().into(),
+            e.stored_schema_version.into(),
+            e.event.payload_json().into(),
+            metadata.as_str().into(),
+            e.recorded_at.into(),
+            e.hash.to_vec().into(),
+        ]);
     }
     for (change, position) in &changes {
         if !matches!(change, Change::Claim { .. }) {
             super::project::apply(tx, change, *position).await?;
         }
     }
-    // Past the last refusal: the policy fold sees the events only once they are certain to be
-    // written with this batch.
-    let outputs: Vec<crate::projection::Output> = events.iter().flat_map(|e| projections.apply(e)).collect();
-    super::policy::persist(tx, &outputs).await?;
+    // The policy fold sees the events only once they are certain to be written with this batch.
+    for e in &events {
+        batch.policy.add(&projections.apply(e));
+    }
+    batch.versions.extend(versions);
 
     let receipt = Receipt {
         command: request.metadata.command.clone(),
@@ -258,14 +358,14 @@ async fn append_one(
     };
     if let Some(claim) = &request.idempotency {
         let receipt_json = serde_json::to_string(&receipt).expect("receipts serialise");
-        execute!(tx, sqlx::query(
-                "INSERT INTO idempotency_keys (scope, key, request_hash, receipt, position) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .bind(&claim.request_hash)
-            .bind(receipt_json)
-            .bind(receipt.last_position))?;
+        batch.key_rows.push(vec![
+            claim.scope.as_str().into(),
+            claim.key.as_str().into(),
+            claim.request_hash.as_str().into(),
+            receipt_json.into(),
+            receipt.last_position.into(),
+        ]);
+        batch.keys.insert((claim.scope.clone(), claim.key.clone()), (claim.request_hash.clone(), receipt.clone()));
     }
     Ok(Ok(AppendOutcome::Appended(Appended { receipt, events })))
 }
@@ -322,23 +422,4 @@ fn chain(
 
 fn changes_with_positions(events: &[RecordedEvent]) -> impl Iterator<Item = (Change, Position)> + '_ {
     events.iter().flat_map(|e| readmodel::changes(e).into_iter().map(move |c| (c, e.position)))
-}
-
-async fn insert_event(tx: &mut Tx, e: &RecordedEvent) -> Result<(), StoreError> {
-    let payload = e.event.payload_json();
-    let metadata = canonical_json(&serde_json::to_value(&e.metadata).expect("metadata serialises"));
-    execute!(tx, sqlx::query(
-            "INSERT INTO events (position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(e.position)
-        .bind(e.stream_id.as_str())
-        .bind(e.stream_version)
-        .bind(e.event.event_type())
-        .bind(e.stored_schema_version)
-        .bind(&payload)
-        .bind(&metadata)
-        .bind(e.recorded_at)
-        .bind(e.hash.as_slice()))?;
-    Ok(())
 }

@@ -16,6 +16,7 @@ mod project;
 pub mod queries;
 mod read;
 mod rebuild;
+mod rows;
 pub mod statements;
 pub mod stream;
 mod verify;

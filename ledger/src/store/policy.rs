@@ -7,7 +7,10 @@
 //! folding (so the state holds events that never committed) it is dropped and rebuilt from
 //! the log before the next append.
 
-use super::{Store, StoreError, Tx, execute, with_conn, with_pool};
+use std::collections::HashMap;
+
+use super::rows::{Rows, Value};
+use super::{Store, StoreError, Tx, with_conn, with_pool};
 use crate::event::Position;
 use crate::projection::{Output, Projections};
 
@@ -100,183 +103,247 @@ fn reasons(r: &[crate::projection::Reason]) -> Option<String> {
 
 /// Writes the outputs of the fold: lines are inserted, totals replace the previous ones.
 pub(super) async fn persist(tx: &mut Tx, outputs: &[Output]) -> Result<(), StoreError> {
-    for output in outputs {
-        persist_one(tx, output).await?;
-    }
-    Ok(())
+    let mut writer = PolicyWriter::default();
+    writer.add(outputs);
+    writer.write(tx).await
 }
 
-async fn persist_one(tx: &mut Tx, output: &Output) -> Result<(), StoreError> {
-    match output {
-        Output::SubsidyLine(l) => {
-            execute!(
-                tx,
-                sqlx::query(
-                    "INSERT INTO subsidy_lines (position, seq, line_kind, achievement_id, cap_period, contract_id, payment_id, reversal_id, \
-                     line_date, line_year, received_fen, eligible_fen, subsidy_fen, policy_version, reasons, eligible_total_fen, \
-                     subsidy_total_fen, cap_reached) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-                )
-                .bind(l.position)
-                .bind(l.seq as i32)
-                .bind(l.kind.as_str())
-                .bind(l.achievement_id.to_string())
-                .bind(l.period)
-                .bind(l.contract_id.to_string())
-                .bind(l.payment_id.to_string())
-                .bind(l.reversal_id.map(|r| r.to_string()))
-                .bind(l.date)
-                .bind(l.year())
-                .bind(l.received.fen())
-                .bind(l.eligible.fen())
-                .bind(l.subsidy.fen())
-                .bind(l.policy_version.map(|v| v as i32))
-                .bind(reasons(&l.reasons))
-                .bind(l.eligible_total.fen())
-                .bind(l.subsidy_total.fen())
-                .bind(l.cap_reached)
-            )?;
-            for c in &l.completers {
-                execute!(
-                    tx,
-                    sqlx::query(
-                        "INSERT INTO subsidy_completer_lines (position, seq, ordinal, completer_name, share_basis_points, subsidy_fen, subsidy_total_fen) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(l.position)
-                    .bind(l.seq as i32)
-                    .bind(c.ordinal as i32)
-                    .bind(&c.name)
-                    .bind(c.share_basis_points as i32)
-                    .bind(c.amount.fen())
-                    .bind(c.total.fen())
-                )?;
-            }
-        }
-        Output::SubsidyTotal(t) => {
-            execute!(
-                tx,
-                sqlx::query(
-                    "INSERT INTO subsidy_totals (achievement_id, cap_period, eligible_received_fen, subsidy_fen, cap_fen, cap_reached, updated_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (achievement_id, cap_period) DO UPDATE SET \
-                     eligible_received_fen = excluded.eligible_received_fen, subsidy_fen = excluded.subsidy_fen, cap_fen = excluded.cap_fen, \
-                     cap_reached = excluded.cap_reached, updated_position = excluded.updated_position",
-                )
-                .bind(t.achievement_id.to_string())
-                .bind(t.period)
-                .bind(t.eligible_received.fen())
-                .bind(t.subsidy.fen())
-                .bind(t.cap.fen())
-                .bind(t.cap_reached)
-                .bind(t.position)
-            )?;
-            for c in &t.completers {
-                execute!(
-                    tx,
-                    sqlx::query(
-                        "INSERT INTO subsidy_completer_totals (achievement_id, cap_period, ordinal, completer_name, share_basis_points, subsidy_fen) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (achievement_id, cap_period, ordinal) DO UPDATE SET \
-                         completer_name = excluded.completer_name, share_basis_points = excluded.share_basis_points, subsidy_fen = excluded.subsidy_fen",
-                    )
-                    .bind(t.achievement_id.to_string())
-                    .bind(t.period)
-                    .bind(c.ordinal as i32)
-                    .bind(&c.name)
-                    .bind(c.share_basis_points as i32)
-                    .bind(c.subsidy.fen())
-                )?;
-            }
-        }
-        Output::IncentiveLine(l) => {
-            execute!(
-                tx,
-                sqlx::query(
-                    "INSERT INTO incentive_lines (position, seq, line_kind, center_id, incentive_year, contract_id, payment_id, reversal_id, \
-                     line_date, line_year, received_fen, operating_fen, incentive_fen, policy_version, reasons, operating_total_fen, \
-                     incentive_total_fen, cap_reached) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-                )
-                .bind(l.position)
-                .bind(l.seq as i32)
-                .bind(l.kind.as_str())
-                .bind(l.center_id.to_string())
-                .bind(l.incentive_year)
-                .bind(l.contract_id.to_string())
-                .bind(l.payment_id.to_string())
-                .bind(l.reversal_id.map(|r| r.to_string()))
-                .bind(l.date)
-                .bind(l.year())
-                .bind(l.received.fen())
-                .bind(l.operating.fen())
-                .bind(l.incentive.fen())
-                .bind(l.policy_version.map(|v| v as i32))
-                .bind(reasons(&l.reasons))
-                .bind(l.operating_total.fen())
-                .bind(l.incentive_total.fen())
-                .bind(l.cap_reached)
-            )?;
-        }
-        Output::IncentiveTotal(t) => {
-            execute!(
-                tx,
-                sqlx::query(
-                    "INSERT INTO incentive_totals (center_id, incentive_year, operating_amount_fen, incentive_fen, cap_fen, cap_reached, updated_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (center_id, incentive_year) DO UPDATE SET \
-                     operating_amount_fen = excluded.operating_amount_fen, incentive_fen = excluded.incentive_fen, cap_fen = excluded.cap_fen, \
-                     cap_reached = excluded.cap_reached, updated_position = excluded.updated_position",
-                )
-                .bind(t.center_id.to_string())
-                .bind(t.year)
-                .bind(t.operating_amount.fen())
-                .bind(t.incentive.fen())
-                .bind(t.cap.fen())
-                .bind(t.cap_reached)
-                .bind(t.position)
-            )?;
-        }
-        Output::TurnoverLine(l) => {
-            execute!(
-                tx,
-                sqlx::query(
-                    "INSERT INTO turnover_lines (position, seq, line_kind, contract_id, payment_id, line_date, line_year, contracts, \
-                     contract_amount_fen, tech_transaction_amount_fen, received_fen, contract_type, seller_kind, field, district) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                )
-                .bind(l.position)
-                .bind(l.seq as i32)
-                .bind(l.kind.as_str())
-                .bind(l.contract_id.to_string())
-                .bind(l.payment_id.map(|p| p.to_string()))
-                .bind(l.date)
-                .bind(l.year())
-                .bind(l.contracts as i32)
-                .bind(l.contract_amount.fen())
-                .bind(l.tech_transaction_amount.fen())
-                .bind(l.received.fen())
-                .bind(l.dims.contract_type.as_str())
-                .bind(l.dims.seller_kind.as_str())
-                .bind(l.dims.field.map(|f| f.as_str()))
-                .bind(&l.dims.district)
-            )?;
-        }
-        Output::TurnoverCell(c) => {
-            execute!(
-                tx,
-                sqlx::query(
-                    "INSERT INTO turnover_cells (year, dimension, cell_key, contracts, contract_amount_fen, tech_transaction_amount_fen, received_fen, updated_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (year, dimension, cell_key) DO UPDATE SET \
-                     contracts = excluded.contracts, contract_amount_fen = excluded.contract_amount_fen, \
-                     tech_transaction_amount_fen = excluded.tech_transaction_amount_fen, received_fen = excluded.received_fen, \
-                     updated_position = excluded.updated_position",
-                )
-                .bind(c.year)
-                .bind(c.dimension)
-                .bind(&c.key)
-                .bind(c.figures.contracts)
-                .bind(c.figures.contract_amount.fen())
-                .bind(c.figures.tech_transaction_amount.fen())
-                .bind(c.figures.received.fen())
-                .bind(c.position)
-            )?;
+/// The fold's outputs of a whole batch, written with multi-row statements at its end. Lines
+/// accumulate; of the totals only the last per key is kept (each output replaces the one
+/// before, and one statement may not upsert the same row twice).
+pub(super) struct PolicyWriter {
+    subsidy_lines: Rows,
+    subsidy_completer_lines: Rows,
+    incentive_lines: Rows,
+    turnover_lines: Rows,
+    subsidy_totals: HashMap<(String, i32), Vec<Value>>,
+    subsidy_completer_totals: HashMap<(String, i32, i32), Vec<Value>>,
+    incentive_totals: HashMap<(String, i32), Vec<Value>>,
+    turnover_cells: HashMap<(i32, &'static str, String), Vec<Value>>,
+}
+
+impl Default for PolicyWriter {
+    fn default() -> Self {
+        PolicyWriter {
+            subsidy_lines: Rows::new(
+                "INSERT INTO subsidy_lines (position, seq, line_kind, achievement_id, cap_period, contract_id, payment_id, reversal_id, \
+                 line_date, line_year, received_fen, eligible_fen, subsidy_fen, policy_version, reasons, eligible_total_fen, \
+                 subsidy_total_fen, cap_reached) VALUES",
+                18,
+                "",
+            ),
+            subsidy_completer_lines: Rows::new(
+                "INSERT INTO subsidy_completer_lines (position, seq, ordinal, completer_name, share_basis_points, subsidy_fen, subsidy_total_fen) VALUES",
+                7,
+                "",
+            ),
+            incentive_lines: Rows::new(
+                "INSERT INTO incentive_lines (position, seq, line_kind, center_id, incentive_year, contract_id, payment_id, reversal_id, \
+                 line_date, line_year, received_fen, operating_fen, incentive_fen, policy_version, reasons, operating_total_fen, \
+                 incentive_total_fen, cap_reached) VALUES",
+                18,
+                "",
+            ),
+            turnover_lines: Rows::new(
+                "INSERT INTO turnover_lines (position, seq, line_kind, contract_id, payment_id, line_date, line_year, contracts, \
+                 contract_amount_fen, tech_transaction_amount_fen, received_fen, contract_type, seller_kind, field, district) VALUES",
+                15,
+                "",
+            ),
+            subsidy_totals: HashMap::new(),
+            subsidy_completer_totals: HashMap::new(),
+            incentive_totals: HashMap::new(),
+            turnover_cells: HashMap::new(),
         }
     }
-    Ok(())
+}
+
+impl PolicyWriter {
+    pub(super) fn add(&mut self, outputs: &[Output]) {
+        for output in outputs {
+            self.add_one(output);
+        }
+    }
+
+    fn add_one(&mut self, output: &Output) {
+        match output {
+            Output::SubsidyLine(l) => {
+                self.subsidy_lines.push(vec![
+                    l.position.into(),
+                    (l.seq as i32).into(),
+                    l.kind.as_str().into(),
+                    l.achievement_id.to_string().into(),
+                    l.period.into(),
+                    l.contract_id.to_string().into(),
+                    l.payment_id.to_string().into(),
+                    l.reversal_id.map(|r| r.to_string()).into(),
+                    l.date.into(),
+                    l.year().into(),
+                    l.received.fen().into(),
+                    l.eligible.fen().into(),
+                    l.subsidy.fen().into(),
+                    l.policy_version.map(|v| v as i32).into(),
+                    reasons(&l.reasons).into(),
+                    l.eligible_total.fen().into(),
+                    l.subsidy_total.fen().into(),
+                    l.cap_reached.into(),
+                ]);
+                for c in &l.completers {
+                    self.subsidy_completer_lines.push(vec![
+                        l.position.into(),
+                        (l.seq as i32).into(),
+                        (c.ordinal as i32).into(),
+                        c.name.as_str().into(),
+                        (c.share_basis_points as i32).into(),
+                        c.amount.fen().into(),
+                        c.total.fen().into(),
+                    ]);
+                }
+            }
+            Output::SubsidyTotal(t) => {
+                let achievement = t.achievement_id.to_string();
+                self.subsidy_totals.insert(
+                    (achievement.clone(), t.period),
+                    vec![
+                        achievement.as_str().into(),
+                        t.period.into(),
+                        t.eligible_received.fen().into(),
+                        t.subsidy.fen().into(),
+                        t.cap.fen().into(),
+                        t.cap_reached.into(),
+                        t.position.into(),
+                    ],
+                );
+                for c in &t.completers {
+                    self.subsidy_completer_totals.insert(
+                        (achievement.clone(), t.period, c.ordinal as i32),
+                        vec![
+                            achievement.as_str().into(),
+                            t.period.into(),
+                            (c.ordinal as i32).into(),
+                            c.name.as_str().into(),
+                            (c.share_basis_points as i32).into(),
+                            c.subsidy.fen().into(),
+                        ],
+                    );
+                }
+            }
+            Output::IncentiveLine(l) => {
+                self.incentive_lines.push(vec![
+                    l.position.into(),
+                    (l.seq as i32).into(),
+                    l.kind.as_str().into(),
+                    l.center_id.to_string().into(),
+                    l.incentive_year.into(),
+                    l.contract_id.to_string().into(),
+                    l.payment_id.to_string().into(),
+                    l.reversal_id.map(|r| r.to_string()).into(),
+                    l.date.into(),
+                    l.year().into(),
+                    l.received.fen().into(),
+                    l.operating.fen().into(),
+                    l.incentive.fen().into(),
+                    l.policy_version.map(|v| v as i32).into(),
+                    reasons(&l.reasons).into(),
+                    l.operating_total.fen().into(),
+                    l.incentive_total.fen().into(),
+                    l.cap_reached.into(),
+                ]);
+            }
+            Output::IncentiveTotal(t) => {
+                let center = t.center_id.to_string();
+                self.incentive_totals.insert(
+                    (center.clone(), t.year),
+                    vec![
+                        center.into(),
+                        t.year.into(),
+                        t.operating_amount.fen().into(),
+                        t.incentive.fen().into(),
+                        t.cap.fen().into(),
+                        t.cap_reached.into(),
+                        t.position.into(),
+                    ],
+                );
+            }
+            Output::TurnoverLine(l) => {
+                self.turnover_lines.push(vec![
+                    l.position.into(),
+                    (l.seq as i32).into(),
+                    l.kind.as_str().into(),
+                    l.contract_id.to_string().into(),
+                    l.payment_id.map(|p| p.to_string()).into(),
+                    l.date.into(),
+                    l.year().into(),
+                    (l.contracts as i32).into(),
+                    l.contract_amount.fen().into(),
+                    l.tech_transaction_amount.fen().into(),
+                    l.received.fen().into(),
+                    l.dims.contract_type.as_str().into(),
+                    l.dims.seller_kind.as_str().into(),
+                    l.dims.field.map(|f| f.as_str().to_owned()).into(),
+                    l.dims.district.clone().into(),
+                ]);
+            }
+            Output::TurnoverCell(c) => {
+                self.turnover_cells.insert(
+                    (c.year, c.dimension, c.key.clone()),
+                    vec![
+                        c.year.into(),
+                        c.dimension.into(),
+                        c.key.as_str().into(),
+                        c.figures.contracts.into(),
+                        c.figures.contract_amount.fen().into(),
+                        c.figures.tech_transaction_amount.fen().into(),
+                        c.figures.received.fen().into(),
+                        c.position.into(),
+                    ],
+                );
+            }
+        }
+    }
+
+    /// Writes everything added so far.
+    pub(super) async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        self.subsidy_lines.write(tx).await?;
+        self.subsidy_completer_lines.write(tx).await?;
+        self.incentive_lines.write(tx).await?;
+        self.turnover_lines.write(tx).await?;
+        let mut totals = Rows::new(
+            "INSERT INTO subsidy_totals (achievement_id, cap_period, eligible_received_fen, subsidy_fen, cap_fen, cap_reached, updated_position) VALUES",
+            7,
+            "ON CONFLICT (achievement_id, cap_period) DO UPDATE SET \
+             eligible_received_fen = excluded.eligible_received_fen, subsidy_fen = excluded.subsidy_fen, cap_fen = excluded.cap_fen, \
+             cap_reached = excluded.cap_reached, updated_position = excluded.updated_position",
+        );
+        self.subsidy_totals.drain().for_each(|(_, row)| totals.push(row));
+        totals.write(tx).await?;
+        let mut totals = Rows::new(
+            "INSERT INTO subsidy_completer_totals (achievement_id, cap_period, ordinal, completer_name, share_basis_points, subsidy_fen) VALUES",
+            6,
+            "ON CONFLICT (achievement_id, cap_period, ordinal) DO UPDATE SET \
+             completer_name = excluded.completer_name, share_basis_points = excluded.share_basis_points, subsidy_fen = excluded.subsidy_fen",
+        );
+        self.subsidy_completer_totals.drain().for_each(|(_, row)| totals.push(row));
+        totals.write(tx).await?;
+        let mut totals = Rows::new(
+            "INSERT INTO incentive_totals (center_id, incentive_year, operating_amount_fen, incentive_fen, cap_fen, cap_reached, updated_position) VALUES",
+            7,
+            "ON CONFLICT (center_id, incentive_year) DO UPDATE SET \
+             operating_amount_fen = excluded.operating_amount_fen, incentive_fen = excluded.incentive_fen, cap_fen = excluded.cap_fen, \
+             cap_reached = excluded.cap_reached, updated_position = excluded.updated_position",
+        );
+        self.incentive_totals.drain().for_each(|(_, row)| totals.push(row));
+        totals.write(tx).await?;
+        let mut cells = Rows::new(
+            "INSERT INTO turnover_cells (year, dimension, cell_key, contracts, contract_amount_fen, tech_transaction_amount_fen, received_fen, updated_position) VALUES",
+            8,
+            "ON CONFLICT (year, dimension, cell_key) DO UPDATE SET \
+             contracts = excluded.contracts, contract_amount_fen = excluded.contract_amount_fen, \
+             tech_transaction_amount_fen = excluded.tech_transaction_amount_fen, received_fen = excluded.received_fen, \
+             updated_position = excluded.updated_position",
+        );
+        self.turnover_cells.drain().for_each(|(_, row)| cells.push(row));
+        cells.write(tx).await?;
+        Ok(())
+    }
 }
