@@ -15,10 +15,11 @@ use prometheus::{IntCounter, IntGauge, Opts};
 /// Reads the ledger's counters at scrape time.
 struct LedgerCollector {
     stats: Arc<LedgerStats>,
+    store: ledger::store::Store,
     descs: Vec<Desc>,
 }
 
-const COUNTERS: [(&str, &str); 4] = [
+const COUNTERS: [(&str, &str); 6] = [
     ("techmarket_commands_committed_total", "Commands whose events were committed."),
     ("techmarket_events_appended_total", "Events appended to the log by this process."),
     (
@@ -26,16 +27,24 @@ const COUNTERS: [(&str, &str); 4] = [
         "Appends refused because a stream changed meanwhile (then decided again).",
     ),
     ("techmarket_idempotent_replays_total", "Requests answered from an earlier request with the same idempotency key."),
+    ("techmarket_append_batches_total", "Transactions (group commits) the appends of this process took."),
+    (
+        "techmarket_append_batch_requests_total",
+        "Append requests carried by those transactions (requests / batches = the mean batch size).",
+    ),
 ];
 
 impl LedgerCollector {
-    fn values(&self) -> [u64; 4] {
+    fn values(&self) -> [u64; 6] {
         let s = &self.stats;
+        let group = self.store.group_commit_stats();
         [
             s.commands_committed.load(Ordering::Relaxed),
             s.events_appended.load(Ordering::Relaxed),
             s.concurrency_conflicts.load(Ordering::Relaxed),
             s.idempotent_replays.load(Ordering::Relaxed),
+            group.batches,
+            group.requests,
         ]
     }
 }
@@ -71,7 +80,11 @@ pub fn build(ledger: &Ledger) -> anyhow::Result<(PrometheusMetrics, LagGauges)> 
         })
         .flatten()
         .collect();
-    prometheus.registry.register(Box::new(LedgerCollector { stats: ledger.stats_handle(), descs }))?;
+    prometheus.registry.register(Box::new(LedgerCollector {
+        stats: ledger.stats_handle(),
+        store: ledger.store().clone(),
+        descs,
+    }))?;
     let lag = LagGauges {
         head: IntGauge::with_opts(Opts::new("techmarket_log_head_position", "The last position of the event log."))?,
         lag: IntGauge::with_opts(Opts::new(

@@ -226,6 +226,16 @@ impl Ledger {
             )
             .into());
         }
+        // Stored and looked up as text: PostgreSQL refuses NUL in text, and no client needs
+        // control characters in a key.
+        if key.chars().any(char::is_control) {
+            return Err(DomainError::invalid(
+                "idempotencyKey",
+                "no_control_characters",
+                "must not contain control characters",
+            )
+            .into());
+        }
         Ok(IdempotencyClaim {
             scope: ctx.actor.user_id.clone(),
             key: key.to_owned(),

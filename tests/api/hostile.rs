@@ -113,6 +113,13 @@ both_backends!(invalid_codes_and_amounts_name_the_field_and_the_rule, |db| async
         (r.error()["extensions"]["field"].as_str(), r.error()["extensions"]["rule"].as_str()),
         (Some("name"), Some("max_length"))
     );
+    // Found by the fuzz run below: a NUL in an idempotency key reached PostgreSQL (500).
+    let r = app.try_mutate(&admin, "registerBroker", json!({ "name": "王" }), Some("key\u{0}1")).await;
+    assert_eq!(r.error_code(), "VALIDATION_FAILED");
+    assert_eq!(
+        (r.error()["extensions"]["field"].as_str(), r.error()["extensions"]["rule"].as_str()),
+        (Some("idempotencyKey"), Some("no_control_characters"))
+    );
     app.db.drop_db().await;
 });
 
@@ -179,6 +186,8 @@ both_backends!(metrics_and_request_ids_are_exposed, |db| async move {
         "techmarket_http_requests_total",
         "techmarket_http_requests_duration_seconds",
         "techmarket_events_appended_total 1",
+        "techmarket_append_batches_total 1",
+        "techmarket_append_batch_requests_total 1",
         "techmarket_concurrency_conflicts_total",
         "techmarket_projection_lag_events",
     ] {

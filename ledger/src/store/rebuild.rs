@@ -130,12 +130,12 @@ async fn rebuild_in(
             with_conn!(tx, |c| sqlx::query_as(sql).bind(after).bind(PAGE_ROWS).fetch_all(&mut *c).await)?;
         let Some(last) = rows.last() else { break };
         after = last.position;
+        let mut lines = Vec::new();
         for row in &rows {
             let recorded = row.decode()?;
             for change in readmodel::changes(&recorded) {
                 super::project::apply(tx, &change, recorded.position).await?;
             }
-            let mut lines = Vec::new();
             for output in projections.apply(&recorded) {
                 match total_key(&output) {
                     Some(key) => {
@@ -144,9 +144,10 @@ async fn rebuild_in(
                     None => lines.push(output),
                 }
             }
-            super::policy::persist(tx, &lines).await?;
             replayed += 1;
         }
+        // A page's lines in a few multi-row statements.
+        super::policy::persist(tx, &lines).await?;
         progress(after);
     }
     let finals: Vec<Output> = totals.into_values().collect();

@@ -108,7 +108,9 @@ impl Rows {
             let sql = self.sql(rows, numbered);
             let chunk: Vec<Value> = values.by_ref().take(rows * self.columns).collect();
             with_conn!(tx, |c| {
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                // Not kept as a prepared statement: the text changes with the row count, and
+                // caching each would evict the statements the append path runs every time.
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
                 for v in chunk {
                     query = match v {
                         Value::Int(v) => query.bind(v),
