@@ -173,37 +173,45 @@ impl Batch {
         streams.dedup();
         let mut versions = HashMap::with_capacity(streams.len());
         for chunk in streams.chunks(LOOKUP_CHUNK) {
+            // One index lookup per stream (a correlated MAX): with `IN (...) GROUP BY` the
+            // PostgreSQL planner chose to scan the events table once the list was long.
+            let values: Vec<String> =
+                placeholders(chunk.len(), numbered).split(", ").map(|p| format!("({p})")).collect();
             let sql = format!(
-                "SELECT stream_id, MAX(stream_version) FROM events WHERE stream_id IN ({}) GROUP BY stream_id",
-                placeholders(chunk.len(), numbered)
+                "SELECT v.column1, (SELECT MAX(e.stream_version) FROM events e WHERE e.stream_id = v.column1) \
+                 FROM (VALUES {}) AS v",
+                values.join(", ")
             );
-            let found: Vec<(String, i64)> = with_conn!(tx, |c| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            let found: Vec<(String, Option<i64>)> = with_conn!(tx, |c| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false);
                 for s in chunk {
                     query = query.bind(*s);
                 }
                 query.fetch_all(&mut *c).await
             })?;
-            versions.extend(found.into_iter().map(|(s, v)| (StreamId(s), v)));
+            versions.extend(found.into_iter().filter_map(|(s, v)| Some((StreamId(s), v?))));
         }
         let wanted: std::collections::HashSet<(&str, &str)> = requests
             .iter()
             .filter_map(|r| r.idempotency.as_ref())
             .map(|c| (c.scope.as_str(), c.key.as_str()))
             .collect();
-        let mut key_list: Vec<&str> = wanted.iter().map(|(_, k)| *k).collect();
-        key_list.sort_unstable();
-        key_list.dedup();
+        let mut pairs: Vec<(&str, &str)> = wanted.iter().copied().collect();
+        pairs.sort_unstable();
         let mut keys = HashMap::new();
-        for chunk in key_list.chunks(LOOKUP_CHUNK) {
+        for chunk in pairs.chunks(LOOKUP_CHUNK) {
+            // Joined on the whole primary key (scope, key), so each pair is an index lookup.
+            let params: Vec<String> = placeholders(chunk.len() * 2, numbered).split(", ").map(str::to_owned).collect();
+            let values: Vec<String> = params.chunks(2).map(|p| format!("({}, {})", p[0], p[1])).collect();
             let sql = format!(
-                "SELECT scope, key, request_hash, receipt FROM idempotency_keys WHERE key IN ({})",
-                placeholders(chunk.len(), numbered)
+                "SELECT k.scope, k.key, k.request_hash, k.receipt FROM (VALUES {}) AS v \
+                 JOIN idempotency_keys k ON k.scope = v.column1 AND k.key = v.column2",
+                values.join(", ")
             );
             let found: Vec<(String, String, String, String)> = with_conn!(tx, |c| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-                for k in chunk {
-                    query = query.bind(*k);
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for (scope, key) in chunk {
+                    query = query.bind(*scope).bind(*key);
                 }
                 query.fetch_all(&mut *c).await
             })?;
