@@ -4,9 +4,9 @@
 
 use integration::fixtures::*;
 use integration::{both_backends, spawn_app};
-use ledger::Role;
 use ledger::reports::{AsOfRequest, LineSource};
 use ledger::service::Ledger;
+use ledger::{Money, Role};
 use serde_json::json;
 
 both_backends!(statements_at_the_head_equal_a_replay_of_the_whole_log, |db| async move {
@@ -68,6 +68,59 @@ both_backends!(a_statement_as_of_an_old_position_shows_exactly_what_the_ledger_h
     // Beyond the head is refused.
     let beyond = ledger.resolve_as_of(AsOfRequest::Position(now.position + 1)).await;
     assert!(matches!(beyond, Err(ledger::reports::ReportError::BeyondHead { .. })));
+    db.drop_db().await;
+});
+
+both_backends!(payments_committed_together_are_capped_and_totalled_as_one_by_one, |db| async move {
+    // Group commit: one transaction carries many payments, and the policy totals of the batch
+    // are written once per key (the last value). Eight payments of 3,000,000.01 yuan on eight
+    // contracts of one achievement: 5 % of 24,000,000.08 is 1,200,000.004, capped at exactly
+    // 1,000,000.00 (60 % / 40 %), and the turnover cells count every fen.
+    let store = db.store().await;
+    let ledger = Ledger::new(store.clone());
+    let owner = register_university(&ledger, "500106").await;
+    accredit(&ledger, owner, ledger::vocabulary::AccreditationKind::IntroducedRdInstitution, date(2024, 1, 1)).await;
+    let buyer = register_organisation(&ledger, ledger::vocabulary::OrganisationKind::Enterprise, "500112").await;
+    let achievement = list_achievement(&ledger, owner, &["60", "40"]).await;
+    let mut contracts = Vec::new();
+    for i in 0..8 {
+        let contract = sign_contract(&ledger, owner, buyer, Some(achievement), yuan(5_000_000)).await;
+        register_contract(&ledger, contract, &format!("202450010600010{i}"), date(2024, 3, 10), yuan(5_000_000)).await;
+        contracts.push(contract);
+    }
+    let before = store.group_commit_stats();
+    let amount = Money::parse_amount("amount", "3000000.01").unwrap();
+    let tasks: Vec<_> = contracts
+        .iter()
+        .enumerate()
+        .map(|(i, contract)| {
+            let (ledger, contract) = (ledger.clone(), *contract);
+            tokio::spawn(async move {
+                run(&ledger, &registrar(), payment(contract, amount, "2024-05-01T10:00:00+08:00", &format!("B{i}")))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().expect("payment");
+    }
+    let after = store.group_commit_stats();
+    println!("{}: 8 payments in {} batches", db.backend.as_str(), after.batches - before.batches);
+    let head = ledger.resolve_as_of(AsOfRequest::Head).await.unwrap();
+    let tables = ledger.completer_statement(2024, head.clone(), LineSource::Tables).await.unwrap();
+    assert_eq!(tables.totals.received, Money::parse_amount("received", "24000000.08").unwrap());
+    assert_eq!(tables.totals.subsidy, yuan(1_000_000));
+    assert_eq!(tables.completers.iter().map(|c| c.subsidy).collect::<Vec<_>>(), [yuan(600_000), yuan(400_000)]);
+    assert_eq!(ledger.completer_statement(2024, head, LineSource::Replay).await.unwrap(), tables);
+    // The stored totals (written once per key per batch) hold the last values.
+    let live = store.dump_read_models().await.unwrap();
+    let row = |table: &str, needle: &str| -> String {
+        live.iter().find(|l| l.starts_with(&format!("{table}: ")) && l.contains(needle)).cloned().unwrap_or_default()
+    };
+    assert!(row("subsidy_totals", "cap_period=0").contains("|subsidy_fen=100000000|"), "{live:#?}");
+    assert!(row("turnover_cells", "dimension=total").contains("|received_fen=2400000008|"), "{live:#?}");
+    store.rebuild_projections(|_| {}).await.unwrap();
+    assert_eq!(store.dump_read_models().await.unwrap(), live, "rebuilt read models equal the live ones");
     db.drop_db().await;
 });
 

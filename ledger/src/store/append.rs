@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::rows::Rows;
+use super::rows::{Rows, values_list};
 use super::{Store, StoreError, Tx, execute, with_conn};
 use crate::chain::{ChainedFields, GENESIS, Hash, event_hash};
 use crate::event::*;
@@ -175,12 +175,10 @@ impl Batch {
         for chunk in streams.chunks(LOOKUP_CHUNK) {
             // One index lookup per stream (a correlated MAX): with `IN (...) GROUP BY` the
             // PostgreSQL planner chose to scan the events table once the list was long.
-            let values: Vec<String> =
-                placeholders(chunk.len(), numbered).split(", ").map(|p| format!("({p})")).collect();
             let sql = format!(
                 "SELECT v.column1, (SELECT MAX(e.stream_version) FROM events e WHERE e.stream_id = v.column1) \
                  FROM (VALUES {}) AS v",
-                values.join(", ")
+                values_list(chunk.len(), 1, numbered)
             );
             let found: Vec<(String, Option<i64>)> = with_conn!(tx, |c| {
                 let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -201,12 +199,10 @@ impl Batch {
         let mut keys = HashMap::new();
         for chunk in pairs.chunks(LOOKUP_CHUNK) {
             // Joined on the whole primary key (scope, key), so each pair is an index lookup.
-            let params: Vec<String> = placeholders(chunk.len() * 2, numbered).split(", ").map(str::to_owned).collect();
-            let values: Vec<String> = params.chunks(2).map(|p| format!("({}, {})", p[0], p[1])).collect();
             let sql = format!(
                 "SELECT k.scope, k.key, k.request_hash, k.receipt FROM (VALUES {}) AS v \
                  JOIN idempotency_keys k ON k.scope = v.column1 AND k.key = v.column2",
-                values.join(", ")
+                values_list(chunk.len(), 2, numbered)
             );
             let found: Vec<(String, String, String, String)> = with_conn!(tx, |c| {
                 let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -243,11 +239,6 @@ impl Batch {
         self.key_rows.write(tx).await?;
         self.policy.write(tx).await
     }
-}
-
-fn placeholders(n: usize, numbered: bool) -> String {
-    let list: Vec<String> = (1..=n).map(|i| if numbered { format!("${i}") } else { "?".to_owned() }).collect();
-    list.join(", ")
 }
 
 /// The last position and hash of the log (0 and the genesis hash when empty).

@@ -101,14 +101,7 @@ fn reasons(r: &[crate::projection::Reason]) -> Option<String> {
     crate::projection::Reason::join(r)
 }
 
-/// Writes the outputs of the fold: lines are inserted, totals replace the previous ones.
-pub(super) async fn persist(tx: &mut Tx, outputs: &[Output]) -> Result<(), StoreError> {
-    let mut writer = PolicyWriter::default();
-    writer.add(outputs);
-    writer.write(tx).await
-}
-
-/// The fold's outputs of a whole batch, written with multi-row statements at its end. Lines
+/// The fold's outputs of a whole batch (or rebuild), written with multi-row statements at its end. Lines
 /// accumulate; of the totals only the last per key is kept (each output replaces the one
 /// before, and one statement may not upsert the same row twice).
 pub(super) struct PolicyWriter {
@@ -302,12 +295,21 @@ impl PolicyWriter {
         }
     }
 
-    /// Writes everything added so far.
+    /// Writes everything added so far: lines are inserted, totals replace the previous ones.
     pub(super) async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        self.write_lines(tx).await?;
+        self.write_totals(tx).await
+    }
+
+    /// Writes the lines added so far; the totals wait (a rebuild writes only their last values).
+    pub(super) async fn write_lines(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
         self.subsidy_lines.write(tx).await?;
         self.subsidy_completer_lines.write(tx).await?;
         self.incentive_lines.write(tx).await?;
-        self.turnover_lines.write(tx).await?;
+        self.turnover_lines.write(tx).await
+    }
+
+    async fn write_totals(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
         let mut totals = Rows::new(
             "INSERT INTO subsidy_totals (achievement_id, cap_period, eligible_received_fen, subsidy_fen, cap_fen, cap_reached, updated_position) VALUES",
             7,

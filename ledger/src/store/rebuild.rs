@@ -4,11 +4,9 @@
 
 use serde::Serialize;
 
-use std::collections::HashMap;
-
 use super::{Store, StoreError, Tx, execute, with_conn};
 use crate::event::Position;
-use crate::projection::{Output, Projections};
+use crate::projection::Projections;
 use crate::readmodel;
 
 /// Rows replayed per read while rebuilding.
@@ -121,7 +119,7 @@ async fn rebuild_in(
     }
     let mut after: Position = 0;
     let mut replayed = 0i64;
-    let mut totals: HashMap<String, Output> = HashMap::new();
+    let mut policy = super::policy::PolicyWriter::default();
     loop {
         // Read through the transaction's own connection: it holds the lock.
         let sql = "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash \
@@ -130,39 +128,20 @@ async fn rebuild_in(
             with_conn!(tx, |c| sqlx::query_as(sql).bind(after).bind(PAGE_ROWS).fetch_all(&mut *c).await)?;
         let Some(last) = rows.last() else { break };
         after = last.position;
-        let mut lines = Vec::new();
         for row in &rows {
             let recorded = row.decode()?;
             for change in readmodel::changes(&recorded) {
                 super::project::apply(tx, &change, recorded.position).await?;
             }
-            for output in projections.apply(&recorded) {
-                match total_key(&output) {
-                    Some(key) => {
-                        totals.insert(key, output);
-                    }
-                    None => lines.push(output),
-                }
-            }
+            policy.add(&projections.apply(&recorded));
             replayed += 1;
         }
-        // A page's lines in a few multi-row statements.
-        super::policy::persist(tx, &lines).await?;
+        // A page's lines in a few multi-row statements; the totals (last value per key) at the end.
+        policy.write_lines(tx).await?;
         progress(after);
     }
-    let finals: Vec<Output> = totals.into_values().collect();
-    super::policy::persist(tx, &finals).await?;
+    policy.write(tx).await?;
     super::project::record_projection_position(tx, readmodel::PROJECTION, after).await?;
     super::project::record_projection_position(tx, super::policy::PROJECTION, after).await?;
     Ok(replayed)
-}
-
-/// The key a total replaces (lines have none).
-fn total_key(output: &Output) -> Option<String> {
-    match output {
-        Output::SubsidyTotal(t) => Some(format!("s:{}:{}", t.achievement_id, t.period)),
-        Output::IncentiveTotal(t) => Some(format!("i:{}:{}", t.center_id, t.year)),
-        Output::TurnoverCell(c) => Some(format!("t:{}:{}:{}", c.year, c.dimension, c.key)),
-        Output::SubsidyLine(_) | Output::IncentiveLine(_) | Output::TurnoverLine(_) => None,
-    }
 }

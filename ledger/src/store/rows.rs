@@ -129,32 +129,37 @@ impl Rows {
     }
 
     fn sql(&self, rows: usize, numbered: bool) -> String {
-        let mut sql = String::with_capacity(self.head.len() + self.tail.len() + rows * self.columns * 5);
-        sql.push_str(self.head);
-        sql.push(' ');
-        let mut n = 0;
-        for r in 0..rows {
-            sql.push_str(if r == 0 { "(" } else { ", (" });
-            for c in 0..self.columns {
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                n += 1;
-                if numbered {
-                    sql.push('$');
-                    sql.push_str(&n.to_string());
-                } else {
-                    sql.push('?');
-                }
-            }
-            sql.push(')');
-        }
+        let mut sql = format!("{} {}", self.head, values_list(rows, self.columns, numbered));
         if !self.tail.is_empty() {
             sql.push(' ');
             sql.push_str(self.tail);
         }
         sql
     }
+}
+
+/// `($1, $2), ($3, $4)` (PostgreSQL) or `(?, ?), (?, ?)` (SQLite): `rows` tuples of
+/// `columns` parameters, for a VALUES list.
+pub(super) fn values_list(rows: usize, columns: usize, numbered: bool) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            if numbered {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 #[cfg(test)]

@@ -26,9 +26,9 @@ pub enum SubsidyScope {
 }
 
 #[derive(sqlx::FromRow)]
-struct SubsidyRow {
-    position: i64,
-    seq: i32,
+pub(super) struct SubsidyRow {
+    pub(super) position: i64,
+    pub(super) seq: i32,
     line_kind: String,
     achievement_id: String,
     cap_period: i32,
@@ -47,9 +47,9 @@ struct SubsidyRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct CompleterRow {
-    position: i64,
-    seq: i32,
+pub(super) struct CompleterRow {
+    pub(super) position: i64,
+    pub(super) seq: i32,
     ordinal: i32,
     completer_name: String,
     share_basis_points: i32,
@@ -58,7 +58,7 @@ struct CompleterRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct IncentiveRow {
+pub(super) struct IncentiveRow {
     position: i64,
     seq: i32,
     line_kind: String,
@@ -76,6 +76,68 @@ struct IncentiveRow {
     operating_total_fen: i64,
     incentive_total_fen: i64,
     cap_reached: bool,
+}
+
+impl SubsidyRow {
+    /// The line this row stores, with its completer parts.
+    pub(super) fn into_line(self, completers: Vec<CompleterLine>) -> Result<SubsidyLine, StoreError> {
+        Ok(SubsidyLine {
+            position: self.position,
+            seq: self.seq as u32,
+            kind: kind(&self.line_kind)?,
+            achievement_id: AchievementId(id(&self.achievement_id)?),
+            period: self.cap_period,
+            contract_id: ContractId(id(&self.contract_id)?),
+            payment_id: PaymentId(id(&self.payment_id)?),
+            reversal_id: self.reversal_id.as_deref().map(id).transpose()?.map(ReversalId),
+            date: self.line_date,
+            received: Money::from_fen(self.received_fen),
+            eligible: Money::from_fen(self.eligible_fen),
+            subsidy: Money::from_fen(self.subsidy_fen),
+            policy_version: self.policy_version.map(|v| v as u32),
+            reasons: reasons(self.reasons.as_deref())?,
+            eligible_total: Money::from_fen(self.eligible_total_fen),
+            subsidy_total: Money::from_fen(self.subsidy_total_fen),
+            cap_reached: self.cap_reached,
+            completers,
+        })
+    }
+}
+
+impl CompleterRow {
+    pub(super) fn into_part(self) -> CompleterLine {
+        CompleterLine {
+            ordinal: self.ordinal as u32,
+            name: self.completer_name,
+            share_basis_points: self.share_basis_points as u32,
+            amount: Money::from_fen(self.subsidy_fen),
+            total: Money::from_fen(self.subsidy_total_fen),
+        }
+    }
+}
+
+impl IncentiveRow {
+    pub(super) fn into_line(self) -> Result<IncentiveLine, StoreError> {
+        Ok(IncentiveLine {
+            position: self.position,
+            seq: self.seq as u32,
+            kind: kind(&self.line_kind)?,
+            center_id: OrganisationId(id(&self.center_id)?),
+            incentive_year: self.incentive_year,
+            contract_id: ContractId(id(&self.contract_id)?),
+            payment_id: PaymentId(id(&self.payment_id)?),
+            reversal_id: self.reversal_id.as_deref().map(id).transpose()?.map(ReversalId),
+            date: self.line_date,
+            received: Money::from_fen(self.received_fen),
+            operating: Money::from_fen(self.operating_fen),
+            incentive: Money::from_fen(self.incentive_fen),
+            policy_version: self.policy_version.map(|v| v as u32),
+            reasons: reasons(self.reasons.as_deref())?,
+            operating_total: Money::from_fen(self.operating_total_fen),
+            incentive_total: Money::from_fen(self.incentive_total_fen),
+            cap_reached: self.cap_reached,
+        })
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -108,19 +170,19 @@ struct PolicyRow {
     source: String,
 }
 
-fn bad(what: &str, value: &str) -> StoreError {
+pub(super) fn bad(what: &str, value: &str) -> StoreError {
     StoreError::Inconsistent(format!("unreadable {what} `{value}` in a projection table"))
 }
 
-fn id(value: &str) -> Result<Uuid, StoreError> {
+pub(super) fn id(value: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(value).map_err(|_| bad("id", value))
 }
 
-fn kind(value: &str) -> Result<LineKind, StoreError> {
+pub(super) fn kind(value: &str) -> Result<LineKind, StoreError> {
     LineKind::parse(value).ok_or_else(|| bad("line kind", value))
 }
 
-fn reasons(value: Option<&str>) -> Result<Vec<Reason>, StoreError> {
+pub(super) fn reasons(value: Option<&str>) -> Result<Vec<Reason>, StoreError> {
     Reason::split(value).ok_or_else(|| bad("reasons", value.unwrap_or_default()))
 }
 
@@ -155,36 +217,12 @@ impl Store {
         })?;
         let mut by_line: HashMap<(i64, i32), Vec<CompleterLine>> = HashMap::new();
         for c in parts {
-            by_line.entry((c.position, c.seq)).or_default().push(CompleterLine {
-                ordinal: c.ordinal as u32,
-                name: c.completer_name,
-                share_basis_points: c.share_basis_points as u32,
-                amount: Money::from_fen(c.subsidy_fen),
-                total: Money::from_fen(c.subsidy_total_fen),
-            });
+            by_line.entry((c.position, c.seq)).or_default().push(c.into_part());
         }
         rows.into_iter()
             .map(|r| {
-                Ok(SubsidyLine {
-                    position: r.position,
-                    seq: r.seq as u32,
-                    kind: kind(&r.line_kind)?,
-                    achievement_id: AchievementId(id(&r.achievement_id)?),
-                    period: r.cap_period,
-                    contract_id: ContractId(id(&r.contract_id)?),
-                    payment_id: PaymentId(id(&r.payment_id)?),
-                    reversal_id: r.reversal_id.as_deref().map(id).transpose()?.map(ReversalId),
-                    date: r.line_date,
-                    received: Money::from_fen(r.received_fen),
-                    eligible: Money::from_fen(r.eligible_fen),
-                    subsidy: Money::from_fen(r.subsidy_fen),
-                    policy_version: r.policy_version.map(|v| v as u32),
-                    reasons: reasons(r.reasons.as_deref())?,
-                    eligible_total: Money::from_fen(r.eligible_total_fen),
-                    subsidy_total: Money::from_fen(r.subsidy_total_fen),
-                    cap_reached: r.cap_reached,
-                    completers: by_line.remove(&(r.position, r.seq)).unwrap_or_default(),
-                })
+                let completers = by_line.remove(&(r.position, r.seq)).unwrap_or_default();
+                r.into_line(completers)
             })
             .collect()
     }
@@ -202,29 +240,7 @@ impl Store {
             .fetch_all(p)
             .await
         })?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(IncentiveLine {
-                    position: r.position,
-                    seq: r.seq as u32,
-                    kind: kind(&r.line_kind)?,
-                    center_id: OrganisationId(id(&r.center_id)?),
-                    incentive_year: r.incentive_year,
-                    contract_id: ContractId(id(&r.contract_id)?),
-                    payment_id: PaymentId(id(&r.payment_id)?),
-                    reversal_id: r.reversal_id.as_deref().map(id).transpose()?.map(ReversalId),
-                    date: r.line_date,
-                    received: Money::from_fen(r.received_fen),
-                    operating: Money::from_fen(r.operating_fen),
-                    incentive: Money::from_fen(r.incentive_fen),
-                    policy_version: r.policy_version.map(|v| v as u32),
-                    reasons: reasons(r.reasons.as_deref())?,
-                    operating_total: Money::from_fen(r.operating_total_fen),
-                    incentive_total: Money::from_fen(r.incentive_total_fen),
-                    cap_reached: r.cap_reached,
-                })
-            })
-            .collect()
+        rows.into_iter().map(IncentiveRow::into_line).collect()
     }
 
     /// Turnover lines dated in `year`, up to position `upto`.

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
-use uuid::Uuid;
 
+use super::statements::{self, id};
 use super::{Store, StoreError, with_pool};
 use crate::event::Position;
 use crate::ids::*;
@@ -102,38 +102,20 @@ pub struct TurnoverSum {
     pub figures: TurnoverFigures,
 }
 
+/// A subsidy line's row, with what the export prints beside it.
 #[derive(sqlx::FromRow)]
 struct SubsidyRow {
-    position: i64,
-    seq: i32,
-    line_kind: String,
-    achievement_id: String,
-    cap_period: i32,
-    contract_id: String,
-    payment_id: String,
-    reversal_id: Option<String>,
-    line_date: NaiveDate,
-    received_fen: i64,
-    eligible_fen: i64,
-    subsidy_fen: i64,
-    policy_version: Option<i32>,
-    reasons: Option<String>,
-    eligible_total_fen: i64,
-    subsidy_total_fen: i64,
-    cap_reached: bool,
+    #[sqlx(flatten)]
+    line: statements::SubsidyRow,
     achievement_title: Option<String>,
     contract_number: Option<String>,
 }
 
+/// A completer's part of a line, with the completer's stored ID number.
 #[derive(sqlx::FromRow)]
 struct PartRow {
-    position: i64,
-    seq: i32,
-    ordinal: i32,
-    completer_name: String,
-    share_basis_points: i32,
-    subsidy_fen: i64,
-    subsidy_total_fen: i64,
+    #[sqlx(flatten)]
+    part: statements::CompleterRow,
     id_number_masked: Option<String>,
     id_reference: Option<String>,
     key_id: Option<String>,
@@ -157,25 +139,11 @@ struct CompleterSumRow {
     ciphertext: Option<Vec<u8>>,
 }
 
+/// An incentive line's row, with what the export prints beside it.
 #[derive(sqlx::FromRow)]
 struct IncentiveRow {
-    position: i64,
-    seq: i32,
-    line_kind: String,
-    center_id: String,
-    incentive_year: i32,
-    contract_id: String,
-    payment_id: String,
-    reversal_id: Option<String>,
-    line_date: NaiveDate,
-    received_fen: i64,
-    operating_fen: i64,
-    incentive_fen: i64,
-    policy_version: Option<i32>,
-    reasons: Option<String>,
-    operating_total_fen: i64,
-    incentive_total_fen: i64,
-    cap_reached: bool,
+    #[sqlx(flatten)]
+    line: statements::IncentiveRow,
     center_name: Option<String>,
     contract_number: Option<String>,
 }
@@ -205,22 +173,6 @@ struct DayRow {
     contract_amount_fen: i64,
     tech_transaction_amount_fen: i64,
     received_fen: i64,
-}
-
-fn bad(what: &str, value: &str) -> StoreError {
-    StoreError::Inconsistent(format!("unreadable {what} `{value}` in a projection table"))
-}
-
-fn id(value: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(value).map_err(|_| bad("id", value))
-}
-
-fn kind(value: &str) -> Result<LineKind, StoreError> {
-    LineKind::parse(value).ok_or_else(|| bad("line kind", value))
-}
-
-fn reasons(value: Option<&str>) -> Result<Vec<Reason>, StoreError> {
-    Reason::split(value).ok_or_else(|| bad("reasons", value.unwrap_or_default()))
 }
 
 fn stored_id_number(
@@ -377,7 +329,7 @@ impl Store {
              LEFT JOIN contracts k ON k.id = l.contract_id";
         let rows: Vec<SubsidyRow> = self.year_page(SELECT, year, upto, after, limit).await?;
         let Some(last) = rows.last() else { return Ok(Vec::new()) };
-        let (last_position, last_seq) = (last.position, last.seq);
+        let (last_position, last_seq) = (last.line.position, last.line.seq);
         // The parts of exactly the page's lines, found the way the lines were: on the
         // primary key within one position, else on the (line_year, position) index between
         // the page's first and last positions; each line's parts then by their primary key.
@@ -426,37 +378,12 @@ impl Store {
         for r in rows {
             let mut completers = Vec::new();
             let mut id_numbers = Vec::new();
-            while let Some(c) = parts.next_if(|c| (c.position, c.seq) == (r.position, r.seq)) {
-                completers.push(CompleterLine {
-                    ordinal: c.ordinal as u32,
-                    name: c.completer_name,
-                    share_basis_points: c.share_basis_points as u32,
-                    amount: Money::from_fen(c.subsidy_fen),
-                    total: Money::from_fen(c.subsidy_total_fen),
-                });
+            while let Some(c) = parts.next_if(|c| (c.part.position, c.part.seq) == (r.line.position, r.line.seq)) {
                 id_numbers.push(stored_id_number(c.id_number_masked, c.id_reference, c.key_id, c.nonce, c.ciphertext)?);
+                completers.push(c.part.into_part());
             }
             page.push(ExportSubsidyLine {
-                line: SubsidyLine {
-                    position: r.position,
-                    seq: r.seq as u32,
-                    kind: kind(&r.line_kind)?,
-                    achievement_id: AchievementId(id(&r.achievement_id)?),
-                    period: r.cap_period,
-                    contract_id: ContractId(id(&r.contract_id)?),
-                    payment_id: PaymentId(id(&r.payment_id)?),
-                    reversal_id: r.reversal_id.as_deref().map(id).transpose()?.map(ReversalId),
-                    date: r.line_date,
-                    received: Money::from_fen(r.received_fen),
-                    eligible: Money::from_fen(r.eligible_fen),
-                    subsidy: Money::from_fen(r.subsidy_fen),
-                    policy_version: r.policy_version.map(|v| v as u32),
-                    reasons: reasons(r.reasons.as_deref())?,
-                    eligible_total: Money::from_fen(r.eligible_total_fen),
-                    subsidy_total: Money::from_fen(r.subsidy_total_fen),
-                    cap_reached: r.cap_reached,
-                    completers,
-                },
+                line: r.line.into_line(completers)?,
                 achievement_title: r.achievement_title,
                 contract_number: r.contract_number,
                 id_numbers,
@@ -465,7 +392,7 @@ impl Store {
         if let Some(orphan) = parts.next() {
             return Err(StoreError::Inconsistent(format!(
                 "completer part ({}, {}) has no subsidy line in the page",
-                orphan.position, orphan.seq
+                orphan.part.position, orphan.part.seq
             )));
         }
         Ok(page)
@@ -528,25 +455,7 @@ impl Store {
         rows.into_iter()
             .map(|r| {
                 Ok(ExportIncentiveLine {
-                    line: IncentiveLine {
-                        position: r.position,
-                        seq: r.seq as u32,
-                        kind: kind(&r.line_kind)?,
-                        center_id: OrganisationId(id(&r.center_id)?),
-                        incentive_year: r.incentive_year,
-                        contract_id: ContractId(id(&r.contract_id)?),
-                        payment_id: PaymentId(id(&r.payment_id)?),
-                        reversal_id: r.reversal_id.as_deref().map(id).transpose()?.map(ReversalId),
-                        date: r.line_date,
-                        received: Money::from_fen(r.received_fen),
-                        operating: Money::from_fen(r.operating_fen),
-                        incentive: Money::from_fen(r.incentive_fen),
-                        policy_version: r.policy_version.map(|v| v as u32),
-                        reasons: reasons(r.reasons.as_deref())?,
-                        operating_total: Money::from_fen(r.operating_total_fen),
-                        incentive_total: Money::from_fen(r.incentive_total_fen),
-                        cap_reached: r.cap_reached,
-                    },
+                    line: r.line.into_line()?,
                     center_name: r.center_name,
                     contract_number: r.contract_number,
                 })
