@@ -142,6 +142,44 @@ both_backends!(concurrent_appends_share_commits_and_each_caller_gets_its_own_res
     db.drop_db().await;
 });
 
+both_backends!(a_commit_outlives_the_runtime_of_the_caller_that_started_it, |db| async move {
+    // actix-web runs each worker on a runtime of its own and, on SIGTERM, stops a worker once
+    // its own connections are done. A batch that worker's caller started also holds other
+    // workers' requests, so it must not stop with it.
+    let store = db.store().await;
+    let organisation = OrganisationId::new_v7();
+    let caller = store.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            drop(tokio::spawn(async move { caller.append(registration_request(organisation, 0, 930)).await }));
+            // Lets the caller queue its request and start the batch, and no more.
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+        });
+        // The runtime (and the caller's task with it) ends here, before the commit.
+    })
+    .join()
+    .unwrap();
+    let committed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while store.organisation(&organisation.to_string()).await.unwrap().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(committed.is_ok(), "the request queued by a runtime that ended was not committed within 20 s");
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        store.append(registration_request(OrganisationId::new_v7(), 0, 931)),
+    )
+    .await
+    .expect("a later append is answered");
+    assert!(matches!(next, Ok(Ok(AppendOutcome::Appended(_)))), "{next:?}");
+    assert_eq!(store.head().await.unwrap().unwrap().0, 2);
+    db.drop_db().await;
+});
+
 fn sealed(reference: uuid::Uuid) -> ledger::personal::PersonalDataRow {
     ledger::personal::PersonalDataRow { reference, key_id: "k1".into(), nonce: vec![0; 12], ciphertext: vec![1; 16] }
 }

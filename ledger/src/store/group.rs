@@ -8,6 +8,9 @@
 //!
 //! The batch runs in its own task, not in a caller's future, so a caller that goes away
 //! (an HTTP client hanging up) cannot abort a transaction holding its neighbours' events.
+//! That task is spawned on the runtime the store was opened on, not the caller's: actix-web
+//! gives each worker its own runtime and stops a worker once its own connections are done
+//! (graceful shutdown), which would drop a batch still holding other workers' requests.
 //!
 //! When a batch of several fails *before* its commit (a database error while one request was
 //! written), its requests are tried again one by one, so the error reaches only the request
@@ -17,6 +20,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use super::append::{AppendOutcome, AppendRequest, BatchFailure, Refusal};
@@ -34,12 +38,13 @@ struct Pending {
 }
 
 /// The queue of appends waiting for the next commit, and whether a drain task is running.
-#[derive(Default)]
 pub(crate) struct GroupCommit {
     queue: Mutex<Vec<Pending>>,
     draining: AtomicBool,
     batches: AtomicU64,
     requests: AtomicU64,
+    /// Where drain tasks run: the runtime the store was opened on, when there was one.
+    home: Option<Handle>,
 }
 
 /// How many transactions the appends of this process took (for metrics and tests): with
@@ -51,6 +56,18 @@ pub struct GroupCommitStats {
 }
 
 impl GroupCommit {
+    /// A group commit whose drain tasks run on the current runtime (if any): call it where
+    /// the store is opened.
+    pub(crate) fn on_current_runtime() -> GroupCommit {
+        GroupCommit {
+            queue: Mutex::default(),
+            draining: AtomicBool::new(false),
+            batches: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            home: Handle::try_current().ok(),
+        }
+    }
+
     fn push(&self, pending: Pending) {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(pending);
     }
@@ -59,6 +76,10 @@ impl GroupCommit {
         let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let n = queue.len().min(BATCH_REQUESTS_MAX);
         queue.drain(..n).collect()
+    }
+
+    fn take_all(&self) -> Vec<Pending> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     fn is_empty(&self) -> bool {
@@ -79,7 +100,11 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.group.push(Pending { request, reply });
         if !self.group.draining.swap(true, Ordering::AcqRel) {
-            tokio::spawn(self.clone().drain());
+            let task = self.clone().drain(Draining { group: self.group.clone(), finished: false });
+            match &self.group.home {
+                Some(home) => drop(home.spawn(task)),
+                None => drop(tokio::spawn(task)),
+            }
         }
         answer.await.unwrap_or_else(|_| {
             Err(StoreError::Inconsistent(
@@ -89,16 +114,7 @@ impl Store {
     }
 
     /// Commits queued batches until the queue is empty.
-    async fn drain(self) {
-        // Lets a later append start a new drain task whatever way this one ends (a panic on
-        // a broken invariant included; its callers then get an error, not a hang).
-        struct Draining(Arc<GroupCommit>);
-        impl Drop for Draining {
-            fn drop(&mut self) {
-                self.0.draining.store(false, Ordering::Release);
-            }
-        }
-        let _draining = Draining(self.group.clone());
+    async fn drain(self, mut draining: Draining) {
         loop {
             let batch = self.group.take();
             if batch.is_empty() {
@@ -106,6 +122,7 @@ impl Store {
                 // A request queued after `take` and before the store above saw `draining`
                 // still true and left it to us: take it, unless another task already has.
                 if self.group.is_empty() || self.group.draining.swap(true, Ordering::AcqRel) {
+                    draining.finished = true;
                     return;
                 }
                 continue;
@@ -144,6 +161,32 @@ impl Store {
                     let error = first.take().unwrap_or_else(|| StoreError::batch(&message, transient));
                     let _ = reply.send(Err(error));
                 }
+            }
+        }
+    }
+}
+
+/// Owned by a drain task. If the task ends any way other than by emptying the queue (a panic
+/// on a broken invariant, or its runtime shutting down), the requests still queued are
+/// answered with an error instead of waiting for a task that is gone, and a later append
+/// starts a new drain task.
+struct Draining {
+    group: Arc<GroupCommit>,
+    finished: bool,
+}
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        loop {
+            // Dropping a request's reply sender answers its caller with an error.
+            drop(self.group.take_all());
+            self.group.draining.store(false, Ordering::Release);
+            // Same hand-over as in `drain`: a request queued meanwhile is ours to answer.
+            if self.group.is_empty() || self.group.draining.swap(true, Ordering::AcqRel) {
+                return;
             }
         }
     }

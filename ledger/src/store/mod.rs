@@ -235,7 +235,7 @@ impl Store {
             db,
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
             policy_runtime: Arc::new(tokio::sync::Mutex::new(policy::PolicyRuntime::default())),
-            group: Arc::default(),
+            group: Arc::new(group::GroupCommit::on_current_runtime()),
         })
     }
 
