@@ -15,6 +15,9 @@ use ledger::{Actor, Role};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+/// How long the server under test gives in-flight requests after SIGTERM.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The server binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_techmarket");
 
@@ -112,7 +115,7 @@ impl Server {
             .arg(&self.database_url)
             .env("TECHMARKET_WORKERS", "2")
             .env("RUST_LOG", &self.rust_log)
-            .env("TECHMARKET_SHUTDOWN_SECONDS", "5")
+            .env("TECHMARKET_SHUTDOWN_SECONDS", SHUTDOWN_TIMEOUT.as_secs().to_string())
             .env("TECHMARKET_ENV", "development")
             .env("TECHMARKET_LOG_FORMAT", "text")
             .env_remove("TECHMARKET_JWT_SECRET")

@@ -543,6 +543,13 @@ pub async fn contention(backend: &'static str, url: &str, scratch: &std::path::P
 /// Many payments are sent at once (they queue behind each other on two contracts); once the
 /// first is answered, SIGTERM. Every request in flight must get its complete answer, the
 /// process must exit 0, and every answered payment must be in the log.
+///
+/// "In flight" is what the server has read. A connection the kernel or actix-web's accept
+/// thread took but no worker had picked up when SIGTERM came is closed unread (actix-server
+/// drops queued connections when a worker starts its graceful shutdown); the client sees a
+/// reset or "closed before message completed". Such a payment must then be absent from the
+/// log (the audit reports any payment in the log no client was told about), and the server
+/// must have exited before its shutdown timeout, which is when it would cut requests it had read.
 pub async fn sigterm(backend: &'static str, url: &str, log: std::path::PathBuf) -> Figures {
     const REQUESTS: usize = 64;
     let started = Instant::now();
@@ -598,7 +605,7 @@ pub async fn sigterm(backend: &'static str, url: &str, log: std::path::PathBuf) 
 
     let mut problems = Vec::new();
     let mut acks = Vec::new();
-    let (mut after_term, mut not_in_flight) = (0usize, 0usize);
+    let (mut after_term, mut not_in_flight, mut dropped_unread) = (0usize, 0usize, 0usize);
     for joined in answers {
         let (key, contract, fen, answer, at) = joined.expect("a request task panicked");
         match answer {
@@ -613,6 +620,7 @@ pub async fn sigterm(backend: &'static str, url: &str, log: std::path::PathBuf) 
             }
             // Never connected: it was not in flight when SIGTERM arrived (the listener closed).
             Answer::Transport { connect: true, .. } => not_in_flight += 1,
+            Answer::Transport { connect: false, ref message } if closed_unread(message) => dropped_unread += 1,
             other => problems.push(format!("payment {key} in flight at SIGTERM got no complete answer: {other:?}")),
         }
     }
@@ -624,6 +632,12 @@ pub async fn sigterm(backend: &'static str, url: &str, log: std::path::PathBuf) 
             "all {REQUESTS} requests were answered before SIGTERM: nothing was in flight, the drain was not tested"
         ));
     }
+    if dropped_unread > 0 && exited_after >= crate::harness::SHUTDOWN_TIMEOUT {
+        problems.push(format!(
+            "{dropped_unread} connection(s) closed unanswered and the server took {exited_after:?} to exit: \
+             it reached its shutdown timeout, so requests it had read may have been cut"
+        ));
+    }
     let audit = checks::audit(url, sqlite, &acks, &[], &[x, y]).await;
     problems.extend(audit.problems.iter().cloned());
 
@@ -632,6 +646,7 @@ pub async fn sigterm(backend: &'static str, url: &str, log: std::path::PathBuf) 
     figures.extra = vec![
         ("answered_after_sigterm", after_term.to_string()),
         ("not_in_flight", not_in_flight.to_string()),
+        ("dropped_unread", dropped_unread.to_string()),
         ("new_connection_while_draining", new_connections.into()),
         ("exit_code", status.code().map_or_else(|| status.to_string(), |c| c.to_string())),
         ("exit_ms_after_sigterm", exited_after.as_millis().to_string()),
@@ -770,4 +785,10 @@ pub async fn ready_answers_promptly_when_database_is_down() {
     server.stop().await;
     assert_eq!(status.ok(), Some(503), "GET /ready with the database down");
     assert!(took < Duration::from_secs(2), "GET /ready took {took:?} to say the database is down");
+}
+
+/// A connection closed by the server before any answer: what a client sees when the server
+/// drops a connection it has not read (see `sigterm`).
+fn closed_unread(message: &str) -> bool {
+    message.contains("connection closed before message completed") || message.contains("Connection reset by peer")
 }
