@@ -241,7 +241,7 @@ pub fn turnover_statement(year: i32, as_of: AsOf, lines: &[TurnoverLine]) -> Tur
     let mut cells: BTreeMap<(&'static str, String), TurnoverFigures> = BTreeMap::new();
     for l in lines.iter().filter(|l| l.year() == year && l.position <= as_of.position) {
         for (dimension, key) in l.cells() {
-            cells.entry((dimension, key)).or_default().add(l);
+            cells.entry((dimension, key.into_owned())).or_default().add(l);
         }
     }
     let total = cells.remove(&("total", "total".to_owned())).unwrap_or_default();

@@ -1,13 +1,14 @@
 //! The annual technology-contract turnover (技术合同成交额): running figures per year and
 //! breakdown cell, fed by turnover lines.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::lines::{TurnoverCell, TurnoverFigures, TurnoverLine};
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct Turnover {
-    cells: BTreeMap<(i32, &'static str, String), TurnoverFigures>,
+    cells: BTreeMap<(i32, &'static str, Cow<'static, str>), TurnoverFigures>,
 }
 
 impl Turnover {
@@ -17,19 +18,24 @@ impl Turnover {
         line.cells()
             .into_iter()
             .map(|(dimension, key)| {
-                let figures = self.cells.entry((year, dimension, key.clone())).or_default();
+                let cell = (year, dimension, key);
+                // Looked up before inserting: the key is copied only for a new cell.
+                let figures = match self.cells.get_mut(&cell) {
+                    Some(figures) => figures,
+                    None => self.cells.entry(cell.clone()).or_default(),
+                };
                 figures.add(line);
                 assert!(figures.contracts >= 0, "a cell never counts fewer than no contracts");
-                TurnoverCell { year, dimension, key, figures: figures.clone(), position: line.position }
+                TurnoverCell { year, dimension, key: cell.2, figures: figures.clone(), position: line.position }
             })
             .collect()
     }
 
     pub(super) fn cells_of(&self, year: i32) -> Vec<(&'static str, String, TurnoverFigures)> {
         self.cells
-            .range((year, "", String::new())..)
+            .range((year, "", Cow::Borrowed(""))..)
             .take_while(|((y, _, _), _)| *y == year)
-            .map(|((_, d, k), f)| (*d, k.clone(), f.clone()))
+            .map(|((_, d, k), f)| (*d, k.to_string(), f.clone()))
             .collect()
     }
 }

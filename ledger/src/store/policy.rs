@@ -279,11 +279,11 @@ impl PolicyWriter {
             }
             Output::TurnoverCell(c) => {
                 self.turnover_cells.insert(
-                    (c.year, c.dimension, c.key.clone()),
+                    (c.year, c.dimension, c.key.to_string()),
                     vec![
                         c.year.into(),
                         c.dimension.into(),
-                        c.key.as_str().into(),
+                        c.key.to_string().into(),
                         c.figures.contracts.into(),
                         c.figures.contract_amount.fen().into(),
                         c.figures.tech_transaction_amount.fen().into(),
