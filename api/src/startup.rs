@@ -40,6 +40,21 @@ impl Application {
             .await
             .with_context(|| format!("cannot open the database at {}", redact(&args.database.database_url)))?;
         store.migrate().await.context("cannot apply the database migrations")?;
+        let warm_up = store.spawn_policy_warm_up();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match warm_up.await {
+                Ok(Ok(head)) => tracing::info!(
+                    head,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "policy projections folded up to the log head"
+                ),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "could not fold the policy projections ahead of time; the first append will")
+                }
+                Err(error) => tracing::warn!(%error, "the policy projections' warm-up stopped"),
+            }
+        });
         let ledger = Ledger::new(store);
         let limits = SchemaLimits { introspection: args.introspection_enabled(), ..SchemaLimits::default() };
         let (metrics, lag) = crate::metrics::build(&ledger)?;

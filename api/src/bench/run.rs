@@ -981,7 +981,8 @@ async fn http_phases(
         .into_bytes()
     });
     let no_errors: CheckFn = Arc::new(|body: &[u8]| !body.windows(9).any(|w| w == b"\"errors\":"));
-    // The first mutation after start folds the whole log into the server's policy cache.
+    // The first mutation after start waits for the server's fold of the whole log into its
+    // policy cache (started at launch, in the background).
     let t = Instant::now();
     let first = tokio::time::timeout(Duration::from_secs(1800), single_request(addr, &graphql(u64::MAX))).await;
     report.first_mutation_secs = t.elapsed().as_secs_f64();
@@ -1319,7 +1320,7 @@ fn render(config: &Config, machine: &Machine, common: &Common, reports: &[Engine
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "Also measured: bulk import (`Store::import_events`, how the data got in) {} events/s ({}); the server's first `recordPayment` after start took {} (it folds the whole log into its policy cache before its first append).",
+            "Also measured: bulk import (`Store::import_events`, how the data got in) {} events/s ({}); the server's first `recordPayment` after start took {} (it waits for the fold of the whole log into the policy cache, which the server starts in the background at launch, outside the append lock).",
             thousands(common.events as f64 / r.import_secs.max(1e-9)),
             secs(r.import_secs),
             secs(r.first_mutation_secs),

@@ -189,6 +189,9 @@ pub struct Store {
     policy_runtime: Arc<tokio::sync::Mutex<policy::PolicyRuntime>>,
     /// Appends waiting for the next shared commit.
     group: Arc<group::GroupCommit>,
+    /// Held while the policy projections are folded ahead of the first append (see
+    /// `policy::Store::spawn_policy_warm_up`); appends wait for it before taking the append lock.
+    policy_warm_up: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Advisory-lock key that serialises appends on PostgreSQL (any constant unique to us).
@@ -236,6 +239,7 @@ impl Store {
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
             policy_runtime: Arc::new(tokio::sync::Mutex::new(policy::PolicyRuntime::default())),
             group: Arc::new(group::GroupCommit::on_current_runtime()),
+            policy_warm_up: Arc::default(),
         })
     }
 
