@@ -2,6 +2,7 @@
 //! the sum of the lines shown, and a statement as of a position (lines from a replay of the
 //! log up to it) and one at the head (lines from the tables) are built the same way.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
@@ -238,16 +239,20 @@ pub struct TurnoverStatement {
 }
 
 pub fn turnover_statement(year: i32, as_of: AsOf, lines: &[TurnoverLine]) -> TurnoverStatement {
-    let mut cells: BTreeMap<(&'static str, String), TurnoverFigures> = BTreeMap::new();
+    let mut cells: BTreeMap<(&'static str, Cow<'static, str>), TurnoverFigures> = BTreeMap::new();
     for l in lines.iter().filter(|l| l.year() == year && l.position <= as_of.position) {
         for (dimension, key) in l.cells() {
-            cells.entry((dimension, key.into_owned())).or_default().add(l);
+            cells.entry((dimension, key)).or_default().add(l);
         }
     }
-    let total = cells.remove(&("total", "total".to_owned())).unwrap_or_default();
+    let total = cells.remove(&("total", Cow::Borrowed("total"))).unwrap_or_default();
     let rows: Vec<TurnoverRow> = cells
         .into_iter()
-        .map(|((dimension, key), figures)| TurnoverRow { dimension: dimension.to_owned(), key, figures })
+        .map(|((dimension, key), figures)| TurnoverRow {
+            dimension: dimension.to_owned(),
+            key: key.into_owned(),
+            figures,
+        })
         .collect();
     for dimension in ["contract_type", "seller_kind", "field", "district", "month"] {
         let sum = rows.iter().filter(|r| r.dimension == dimension).fold(TurnoverFigures::default(), |mut acc, r| {

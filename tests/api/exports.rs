@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration::exports::{StatementFile, Table, fen, read_csv, read_xlsx, totals_formulas};
+use integration::worked_example::WorkedExample;
 use integration::{TestApp, both_backends, spawn_app};
 use ledger::Role;
 use ledger::store::Backend;
@@ -294,66 +295,9 @@ async fn reconcile(app: &TestApp, token: &str, statement: &str, year: i32, as_of
     workbook
 }
 
-struct Example {
-    university: Uuid,
-    achievement: Uuid,
-    /// `ledgerHead` before the second payment: the position 2024's statement was printed at.
-    printed: Value,
-}
-
-/// The README's worked example (see `statements.rs`), with ID numbers for two of the three
-/// completers.
-async fn worked_example(app: &TestApp) -> Example {
-    let admin = app.admin();
-    let org = |name: &str, kind: &str, code: &str, division: &str| json!({ "name": name, "kind": kind, "creditCode": code, "divisionCode": division });
-    let university = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("中国科学院重庆绿色智能技术研究院", "RESEARCH_INSTITUTE", "12500000450403271P", "500109"),
-        )
-        .await;
-    let buyer = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("重庆某汽车零部件有限公司", "ENTERPRISE", "915000002028133840", "500112"),
-        )
-        .await;
-    let center = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("重庆知识产权运营中心", "IP_OPERATING_CENTER", "91500000MA5U7AUK1B", "500108"),
-        )
-        .await;
-    for (o, kind) in [(university, "INTRODUCED_RD_INSTITUTION"), (center, "IP_OPERATING_CENTER")] {
-        app.mutate(&admin, "accreditOrganisation", json!({ "organisationId": o, "kind": kind, "effectiveFrom": "2024-01-01", "documentNumber": "渝科局发〔2024〕12号" })).await;
-    }
-    let staff = app.token(Role::ResearchInstitution, Some(university), None);
-    let achievement = app
-        .mutate(&staff, "listAchievement", json!({
-            "ownerId": university, "title": "车用轻量化镁合金", "field": "NEW_MATERIALS", "maturity": 7, "transferModes": ["TRANSFER"],
-            "completers": [{ "name": "张三", "share": "33.33", "idNumber": ID_1 }, { "name": "李四", "share": "33.33", "idNumber": ID_2 },
-                           { "name": "王五", "share": "33.34" }]
-        }))
-        .await;
-    let contract = app
-        .mutate(&staff, "signContract", json!({
-            "contractNumber": "CQGI-2024-001", "contractType": "TRANSFER", "title": "镁合金技术转让", "sellerId": university,
-            "buyerId": buyer, "achievementId": achievement, "operatingCenterId": center,
-            "contractAmount": "30000000.00", "techTransactionAmount": "28000000.00", "signedOn": "2024-03-01"
-        }))
-        .await;
-    let registrar = app.registrar();
-    let pay = |amount: &str, at: &str, reference: &str| json!({ "contractId": contract, "amount": amount, "settledAt": at, "bankReference": reference });
-    app.mutate(&registrar, "recordPayment", pay("8000000.00", "2024-04-01T10:00:00+08:00", "CQB-1")).await;
-    app.mutate(&registrar, "registerContract", json!({ "contractId": contract, "registrationNumber": "2024500109000001", "registeredOn": "2024-04-15", "certifiedTechTransactionAmount": "27500000.00" })).await;
-    let printed = app.gql(None, "{ ledgerHead { position hash } }", json!({})).await.data()["ledgerHead"].clone();
-    app.mutate(&registrar, "recordPayment", pay("13000000.00", "2024-12-31T23:59:00+08:00", "CQB-2")).await;
-    let p3 = app.mutate(&registrar, "recordPayment", pay("5000000.00", "2025-01-01T00:00:00+08:00", "CQB-3")).await;
-    app.mutate(&registrar, "reversePayment", json!({ "contractId": contract, "paymentId": p3, "amount": "2000000.00", "reversedAt": "2025-02-01T10:00:00+08:00", "reason": "部分退款" })).await;
-    Example { university, achievement, printed }
+/// The worked example, with ID numbers for two of the three completers.
+async fn worked_example(app: &TestApp) -> WorkedExample {
+    integration::worked_example::worked_example(app, [Some(ID_1), Some(ID_2), None]).await
 }
 
 both_backends!(exports_reconcile_with_the_graphql_statements_to_the_fen, |db| async move {
@@ -397,7 +341,6 @@ both_backends!(exports_reconcile_with_the_graphql_statements_to_the_fen, |db| as
     let formulas = totals_formulas(&workbook, "明细");
     let (received, completer) = (formulas[9].as_str(), formulas[16].as_str());
     assert_eq!((received, completer), ("SUM(J2:J8)", "SUM(Q2:Q8)"), "{formulas:?}");
-    let _ = example.university;
     app.db.drop_db().await;
 });
 

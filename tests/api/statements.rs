@@ -3,6 +3,7 @@
 //! the worked example of the README, through GraphQL.
 
 use integration::fixtures::*;
+use integration::worked_example::{WorkedExample, worked_example};
 use integration::{both_backends, spawn_app};
 use ledger::reports::{AsOfRequest, LineSource};
 use ledger::service::Ledger;
@@ -44,10 +45,7 @@ both_backends!(statements_at_the_head_equal_a_replay_of_the_whole_log, |db| asyn
 both_backends!(a_statement_as_of_an_old_position_shows_exactly_what_the_ledger_held_then, |db| async move {
     let store = db.store().await;
     let ledger = Ledger::new(store.clone());
-    let owner = register_university(&ledger, "500106").await;
-    accredit(&ledger, owner, ledger::vocabulary::AccreditationKind::IntroducedRdInstitution, date(2024, 1, 1)).await;
-    let buyer = register_organisation(&ledger, ledger::vocabulary::OrganisationKind::Enterprise, "500112").await;
-    let achievement = list_achievement(&ledger, owner, &["60", "40"]).await;
+    let (owner, buyer, achievement) = eligible_seller_buyer_and_achievement(&ledger).await;
     let contract = sign_contract(&ledger, owner, buyer, Some(achievement), yuan(50_000_000)).await;
     register_contract(&ledger, contract, "2024500106000009", date(2024, 3, 10), yuan(40_000_000)).await;
     run(&ledger, &registrar(), payment(contract, yuan(10_000_000), "2024-05-01T10:00:00+08:00", "P1")).await.unwrap();
@@ -78,10 +76,7 @@ both_backends!(payments_committed_together_are_capped_and_totalled_as_one_by_one
     // 1,000,000.00 (60 % / 40 %), and the turnover cells count every fen.
     let store = db.store().await;
     let ledger = Ledger::new(store.clone());
-    let owner = register_university(&ledger, "500106").await;
-    accredit(&ledger, owner, ledger::vocabulary::AccreditationKind::IntroducedRdInstitution, date(2024, 1, 1)).await;
-    let buyer = register_organisation(&ledger, ledger::vocabulary::OrganisationKind::Enterprise, "500112").await;
-    let achievement = list_achievement(&ledger, owner, &["60", "40"]).await;
+    let (owner, buyer, achievement) = eligible_seller_buyer_and_achievement(&ledger).await;
     let mut contracts = Vec::new();
     for i in 0..8 {
         let contract = sign_contract(&ledger, owner, buyer, Some(achievement), yuan(5_000_000)).await;
@@ -131,10 +126,7 @@ both_backends!(a_restarted_server_folds_the_log_ahead_and_counts_its_first_payme
     // 500,000 left under the 1,000,000 cap, not 600,000.
     let before_restart = db.store().await;
     let ledger = Ledger::new(before_restart.clone());
-    let owner = register_university(&ledger, "500106").await;
-    accredit(&ledger, owner, ledger::vocabulary::AccreditationKind::IntroducedRdInstitution, date(2024, 1, 1)).await;
-    let buyer = register_organisation(&ledger, ledger::vocabulary::OrganisationKind::Enterprise, "500112").await;
-    let achievement = list_achievement(&ledger, owner, &["60", "40"]).await;
+    let (owner, buyer, achievement) = eligible_seller_buyer_and_achievement(&ledger).await;
     let contract = sign_contract(&ledger, owner, buyer, Some(achievement), yuan(30_000_000)).await;
     register_contract(&ledger, contract, "2024500106000201", date(2024, 3, 10), yuan(30_000_000)).await;
     run(&ledger, &registrar(), payment(contract, yuan(10_000_000), "2024-04-01T10:00:00+08:00", "R1")).await.unwrap();
@@ -163,55 +155,7 @@ both_backends!(a_restarted_server_folds_the_log_ahead_and_counts_its_first_payme
 
 both_backends!(the_worked_example_through_graphql, |db| async move {
     let app = spawn_app(db).await;
-    let admin = app.admin();
-    let org = |name: &str, kind: &str, code: &str, division: &str| json!({ "name": name, "kind": kind, "creditCode": code, "divisionCode": division });
-    let university = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("中国科学院重庆绿色智能技术研究院", "RESEARCH_INSTITUTE", "12500000450403271P", "500109"),
-        )
-        .await;
-    let buyer = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("重庆某汽车零部件有限公司", "ENTERPRISE", "915000002028133840", "500112"),
-        )
-        .await;
-    let center = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("重庆知识产权运营中心", "IP_OPERATING_CENTER", "91500000MA5U7AUK1B", "500108"),
-        )
-        .await;
-    for (o, kind) in [(university, "INTRODUCED_RD_INSTITUTION"), (center, "IP_OPERATING_CENTER")] {
-        app.mutate(&admin, "accreditOrganisation", json!({ "organisationId": o, "kind": kind, "effectiveFrom": "2024-01-01", "documentNumber": "渝科局发〔2024〕12号" })).await;
-    }
-    let staff = app.token(Role::ResearchInstitution, Some(university), None);
-    let achievement = app
-        .mutate(&staff, "listAchievement", json!({
-            "ownerId": university, "title": "车用轻量化镁合金", "field": "NEW_MATERIALS", "maturity": 7, "transferModes": ["TRANSFER"],
-            "completers": [{ "name": "张三", "share": "33.33" }, { "name": "李四", "share": "33.33" }, { "name": "王五", "share": "33.34" }]
-        }))
-        .await;
-    let contract = app
-        .mutate(&staff, "signContract", json!({
-            "contractNumber": "CQGI-2024-001", "contractType": "TRANSFER", "title": "镁合金技术转让", "sellerId": university,
-            "buyerId": buyer, "achievementId": achievement, "operatingCenterId": center,
-            "contractAmount": "30000000.00", "techTransactionAmount": "28000000.00", "signedOn": "2024-03-01"
-        }))
-        .await;
-    let registrar = app.registrar();
-    let pay = |amount: &str, at: &str, reference: &str| json!({ "contractId": contract, "amount": amount, "settledAt": at, "bankReference": reference });
-    // Before registration: the payment waits.
-    app.mutate(&registrar, "recordPayment", pay("8000000.00", "2024-04-01T10:00:00+08:00", "CQB-1")).await;
-    app.mutate(&registrar, "registerContract", json!({ "contractId": contract, "registrationNumber": "2024500109000001", "registeredOn": "2024-04-15", "certifiedTechTransactionAmount": "27500000.00" })).await;
-    let printed = app.gql(None, "{ ledgerHead { position hash } }", json!({})).await.data()["ledgerHead"].clone();
-    app.mutate(&registrar, "recordPayment", pay("13000000.00", "2024-12-31T23:59:00+08:00", "CQB-2")).await;
-    let p3 = app.mutate(&registrar, "recordPayment", pay("5000000.00", "2025-01-01T00:00:00+08:00", "CQB-3")).await;
-    app.mutate(&registrar, "reversePayment", json!({ "contractId": contract, "paymentId": p3, "amount": "2000000.00", "reversedAt": "2025-02-01T10:00:00+08:00", "reason": "部分退款" })).await;
+    let WorkedExample { achievement, printed, .. } = worked_example(&app, [None; 3]).await;
 
     let finance = app.token(Role::Finance, None, None);
     let q = "query($y: Int!, $a: UUID!, $p: Position) {
@@ -317,3 +261,16 @@ both_backends!(an_enacted_policy_applies_from_its_date_and_past_lines_stay, |db|
     );
     app.db.drop_db().await;
 });
+
+/// A university accredited as an introduced R&D institution from 2024-01-01, a Chongqing
+/// enterprise to buy from it, and the university's achievement with two completers (60 % /
+/// 40 %): payments on their registered contracts earn the completer subsidy.
+async fn eligible_seller_buyer_and_achievement(
+    ledger: &Ledger,
+) -> (ledger::ids::OrganisationId, ledger::ids::OrganisationId, ledger::ids::AchievementId) {
+    let owner = register_university(ledger, "500106").await;
+    accredit(ledger, owner, ledger::vocabulary::AccreditationKind::IntroducedRdInstitution, date(2024, 1, 1)).await;
+    let buyer = register_organisation(ledger, ledger::vocabulary::OrganisationKind::Enterprise, "500112").await;
+    let achievement = list_achievement(ledger, owner, &["60", "40"]).await;
+    (owner, buyer, achievement)
+}

@@ -10,6 +10,7 @@ pub mod app;
 pub mod exports;
 pub mod fixtures;
 pub mod scenario;
+pub mod worked_example;
 
 use std::path::PathBuf;
 
@@ -64,7 +65,7 @@ impl TestDb {
                     .execute(&mut admin)
                     .await
                     .expect("create test database");
-                let url = database_url_with_name(&admin_url, &name);
+                let url = api::startup::database_url_with_name(&admin_url, &name);
                 TestDb { backend, url, cleanup: Cleanup::PostgresDatabase { admin_url, name } }
             }
         }
@@ -111,20 +112,6 @@ impl TestDb {
     }
 }
 
-/// `postgres://u@h:p/db?x` with its database name replaced.
-fn database_url_with_name(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let without_db = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{without_db}/{name}?{q}"),
-        None => format!("{without_db}/{name}"),
-    }
-}
-
 /// Declares a test that runs once per engine: `both_backends!(name, |db| async move { .. })`
 /// becomes `name::sqlite` and `name::postgres`.
 #[macro_export]
@@ -149,22 +136,4 @@ macro_rules! both_backends {
             }
         }
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_names_are_replaced_in_urls() {
-        assert_eq!(
-            database_url_with_name("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            database_url_with_name("postgres://u:p@h/db?sslmode=disable", "x"),
-            "postgres://u:p@h/x?sslmode=disable"
-        );
-        assert_eq!(database_url_with_name("postgres://h", "x"), "postgres://h/x");
-    }
 }

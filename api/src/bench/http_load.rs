@@ -28,6 +28,38 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// A request that succeeded after `latency`.
+    pub fn succeeded(&mut self, latency: Duration) {
+        self.ok += 1;
+        self.latencies_us.push(latency.as_micros().min(u128::from(u32::MAX)) as u32);
+    }
+
+    /// A request that failed; the first error is kept for the report.
+    pub fn failed(&mut self, error: impl std::fmt::Display) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(error.to_string());
+        }
+    }
+
+    /// Waits for the parts of a phase (one per connection or caller, started at `start`) and
+    /// adds them up, with the latencies sorted.
+    pub async fn join(parts: Vec<tokio::task::JoinHandle<LoadResult>>, start: Instant) -> LoadResult {
+        let mut result = LoadResult::default();
+        for part in parts {
+            let part = part.await.expect("a load task panicked");
+            result.ok += part.ok;
+            result.errors += part.errors;
+            if result.first_error.is_none() {
+                result.first_error = part.first_error;
+            }
+            result.latencies_us.extend(part.latencies_us);
+        }
+        result.elapsed = start.elapsed();
+        result.latencies_us.sort_unstable();
+        result
+    }
+
     pub fn rps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -58,19 +90,7 @@ pub async fn run_load(
         let (request, check, counter) = (request.clone(), check.clone(), counter.clone());
         tasks.push(tokio::spawn(async move { connection(addr, deadline, request, check, counter).await }));
     }
-    let mut result = LoadResult::default();
-    for task in tasks {
-        let part = task.await.expect("load connection task");
-        result.ok += part.ok;
-        result.errors += part.errors;
-        if result.first_error.is_none() {
-            result.first_error = part.first_error;
-        }
-        result.latencies_us.extend(part.latencies_us);
-    }
-    result.elapsed = start.elapsed();
-    result.latencies_us.sort_unstable();
-    result
+    LoadResult::join(tasks, start).await
 }
 
 async fn connection(
@@ -83,12 +103,6 @@ async fn connection(
     let mut result = LoadResult::default();
     let mut stream: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(16 * 1024);
-    let fail = |result: &mut LoadResult, e: String| {
-        result.errors += 1;
-        if result.first_error.is_none() {
-            result.first_error = Some(e);
-        }
-    };
     while Instant::now() < deadline {
         if stream.is_none() {
             match TcpStream::connect(addr).await {
@@ -97,7 +111,7 @@ async fn connection(
                     stream = Some(s);
                 }
                 Err(e) => {
-                    fail(&mut result, format!("connect: {e}"));
+                    result.failed(format!("connect: {e}"));
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -113,11 +127,10 @@ async fn connection(
         match answer {
             Ok((200, body_start, close)) => {
                 if check(&buf[body_start..]) {
-                    result.ok += 1;
-                    result.latencies_us.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    result.succeeded(sent.elapsed());
                 } else {
-                    let body = String::from_utf8_lossy(&buf[body_start..]).chars().take(300).collect();
-                    fail(&mut result, body);
+                    let body: String = String::from_utf8_lossy(&buf[body_start..]).chars().take(300).collect();
+                    result.failed(body);
                 }
                 if close {
                     stream = None;
@@ -125,11 +138,11 @@ async fn connection(
             }
             Ok((status, body_start, _)) => {
                 let body: String = String::from_utf8_lossy(&buf[body_start..]).chars().take(300).collect();
-                fail(&mut result, format!("HTTP {status}: {body}"));
+                result.failed(format!("HTTP {status}: {body}"));
                 stream = None;
             }
             Err(e) => {
-                fail(&mut result, format!("I/O: {e}"));
+                result.failed(format!("I/O: {e}"));
                 stream = None;
             }
         }

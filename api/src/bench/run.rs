@@ -441,7 +441,7 @@ impl BenchDb {
                     .execute(&mut admin)
                     .await
                     .context("cannot create the benchmark database (the user needs CREATEDB)")?;
-                let url = database_url_with_name(&admin_url, &name);
+                let url = crate::startup::database_url_with_name(&admin_url, &name);
                 BenchDb::Postgres { url, admin_url, name }
             }
         })
@@ -466,20 +466,6 @@ impl BenchDb {
                 }
             }
         }
-    }
-}
-
-/// `postgres://u@h:p/db?x` with its database name replaced.
-fn database_url_with_name(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let without_db = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{without_db}/{name}?{q}"),
-        None => format!("{without_db}/{name}"),
     }
 }
 
@@ -791,34 +777,14 @@ async fn append_phase(
                 });
                 let t = Instant::now();
                 match ledger.execute(&ctx, command, "").await {
-                    Ok(_) => {
-                        part.ok += 1;
-                        part.latencies_us.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                    }
-                    Err(e) => {
-                        part.errors += 1;
-                        if part.first_error.is_none() {
-                            part.first_error = Some(e.to_string());
-                        }
-                    }
+                    Ok(_) => part.succeeded(t.elapsed()),
+                    Err(e) => part.failed(e),
                 }
             }
             part
         }));
     }
-    let mut result = LoadResult::default();
-    for task in tasks {
-        let part = task.await.expect("append caller task");
-        result.ok += part.ok;
-        result.errors += part.errors;
-        if result.first_error.is_none() {
-            result.first_error = part.first_error;
-        }
-        result.latencies_us.extend(part.latencies_us);
-    }
-    result.elapsed = start.elapsed();
-    result.latencies_us.sort_unstable();
-    result
+    LoadResult::join(tasks, start).await
 }
 
 /// The ceiling of the append phases: the rows they appended, inserted again with plain

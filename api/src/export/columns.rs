@@ -82,6 +82,19 @@ impl Section {
     pub fn title(&self, lang: Lang) -> &'static str {
         lang.pick(self.zh, self.en)
     }
+
+    /// A row has one cell per column; anything else is a bug in the export, not in the data.
+    pub fn check_row(&self, cells: &[Cell]) -> Result<(), super::ExportError> {
+        if cells.len() != self.columns.len() {
+            return Err(super::ExportError::Inconsistent(format!(
+                "a row of {} cells in section `{}` of {} columns",
+                cells.len(),
+                self.en,
+                self.columns.len()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A cell. Money stays in fen until a writer formats it.

@@ -107,14 +107,7 @@ impl<W: Write + Send> Sink for CsvSink<W> {
 
     fn row(&mut self, cells: &[Cell]) -> Result<(), ExportError> {
         let open = self.open.as_mut().ok_or_else(|| ExportError::Inconsistent("a row outside a section".into()))?;
-        if cells.len() != open.section.columns.len() {
-            return Err(ExportError::Inconsistent(format!(
-                "a row of {} cells in section `{}` of {} columns",
-                cells.len(),
-                open.section.en,
-                open.section.columns.len()
-            )));
-        }
+        open.section.check_row(cells)?;
         for ((c, cell), sum) in open.section.columns.iter().zip(cells).zip(open.sums.iter_mut()) {
             if c.summed {
                 *sum += cell.summand().unwrap_or(0);

@@ -315,14 +315,7 @@ impl<W: Write + Send> Sink for XlsxSink<W> {
     fn row(&mut self, cells: &[Cell]) -> Result<(), ExportError> {
         let rows_per_sheet = self.rows_per_sheet;
         let open = self.open.as_ref().ok_or_else(|| ExportError::Inconsistent("a row outside a section".into()))?;
-        if cells.len() != open.section.columns.len() {
-            return Err(ExportError::Inconsistent(format!(
-                "a row of {} cells in section `{}` of {} columns",
-                cells.len(),
-                open.section.en,
-                open.section.columns.len()
-            )));
-        }
+        open.section.check_row(cells)?;
         if open.row > rows_per_sheet {
             // The sheet is full: subtotal it and go on on the next one.
             self.close_sheet(subtotal_label(self.lang))?;

@@ -7,6 +7,7 @@
 //! folding (so the state holds events that never committed) it is dropped and rebuilt from
 //! the log before the next append.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::rows::{Rows, Value};
@@ -135,7 +136,7 @@ pub(super) struct PolicyWriter {
     subsidy_totals: HashMap<(String, i32), Vec<Value>>,
     subsidy_completer_totals: HashMap<(String, i32, i32), Vec<Value>>,
     incentive_totals: HashMap<(String, i32), Vec<Value>>,
-    turnover_cells: HashMap<(i32, &'static str, String), Vec<Value>>,
+    turnover_cells: HashMap<(i32, &'static str, Cow<'static, str>), Vec<Value>>,
 }
 
 impl Default for PolicyWriter {
@@ -302,11 +303,11 @@ impl PolicyWriter {
             }
             Output::TurnoverCell(c) => {
                 self.turnover_cells.insert(
-                    (c.year, c.dimension, c.key.to_string()),
+                    (c.year, c.dimension, c.key.clone()),
                     vec![
                         c.year.into(),
                         c.dimension.into(),
-                        c.key.to_string().into(),
+                        c.key.as_ref().into(),
                         c.figures.contracts.into(),
                         c.figures.contract_amount.fen().into(),
                         c.figures.tech_transaction_amount.fen().into(),
