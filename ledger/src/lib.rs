@@ -24,6 +24,7 @@ pub mod projection;
 pub mod readmodel;
 pub mod reports;
 pub mod service;
+pub mod state_cache;
 pub mod statement;
 pub mod store;
 #[cfg(any(test, feature = "testkit"))]

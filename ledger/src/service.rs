@@ -1,7 +1,9 @@
 //! The command handler: the I/O shell around the pure domain. For one command it checks the
 //! idempotency key, loads the streams the decision needs, decides, and appends with the
 //! versions it saw; when another writer got there first it reloads and decides again, a
-//! bounded number of times.
+//! bounded number of times. Streams it decided on recently come from an in-process cache
+//! (`state_cache`) instead of the log; the version check makes a stale entry cost a retry,
+//! never a wrong decision.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,10 +14,11 @@ use uuid::Uuid;
 
 use crate::actor::Actor;
 use crate::command::Command;
-use crate::domain::{self, Facts};
+use crate::domain::{self, Facts, Loaded};
 use crate::error::DomainError;
-use crate::event::Metadata;
+use crate::event::{Metadata, StreamVersion};
 use crate::ids::StreamId;
+use crate::state_cache::StateCache;
 use crate::store::{AppendOutcome, AppendRequest, IdempotencyClaim, Receipt, Refusal, Store, StoreError};
 
 /// Attempts per command before giving up on a contended stream.
@@ -76,6 +79,7 @@ pub struct Ledger {
     store: Store,
     stats: Arc<LedgerStats>,
     stream_locks: Arc<[tokio::sync::Mutex<()>]>,
+    states: Arc<StateCache>,
 }
 
 /// The fingerprint of a request for idempotency: the command's name and its input as the
@@ -91,7 +95,12 @@ pub fn request_fingerprint(command_name: &str, input: &serde_json::Value) -> Str
 impl Ledger {
     pub fn new(store: Store) -> Ledger {
         let stream_locks = (0..STREAM_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Ledger { store, stats: Arc::new(LedgerStats::default()), stream_locks }
+        Ledger { store, stats: Arc::new(LedgerStats::default()), stream_locks, states: Arc::default() }
+    }
+
+    /// The cache of folded streams this ledger decides on (for tests and metrics).
+    pub fn state_cache(&self) -> &StateCache {
+        &self.states
     }
 
     pub fn store(&self) -> &Store {
@@ -147,15 +156,23 @@ impl Ledger {
         // other processes are still caught by the expected-version check below.
         let _turn = self.stream_locks[stripe(&command.primary_stream())].lock().await;
         let mut last_conflict = String::new();
+        let mut use_cache = true;
         for attempt in 1..=ATTEMPTS_MAX {
             // Checked after taking the turn: a repeat that queued behind its own first try
             // must get that try's receipt, not a decision against the state it produced.
             if let Some(receipt) = self.previous_receipt(idempotency.as_ref()).await? {
                 return Ok(receipt);
             }
-            let facts = self.load_facts(&command).await?;
+            let (facts, cached) = self.load_facts(&command, use_cache).await?;
             let events = match domain::decide(&command, &ctx.actor, &facts) {
                 Ok(events) => events,
+                Err(_) if !cached.is_empty() => {
+                    // A cached stream may be behind the log (another process appended): a
+                    // refusal is only given on streams read from the log.
+                    self.states.forget(&cached);
+                    use_cache = false;
+                    continue;
+                }
                 Err(refused) => {
                     // The first try may have committed meanwhile in another process.
                     if let Some(receipt) = self.previous_receipt(idempotency.as_ref()).await? {
@@ -172,8 +189,14 @@ impl Ledger {
                 subject_id: command.subject_id(),
                 personal_data: personal_data.clone(),
             };
-            match self.store.append(request).await? {
+            let outcome = self.store.append(request).await;
+            if !matches!(outcome, Ok(Ok(AppendOutcome::Appended(_)))) {
+                // Stale, or committed with an unknown outcome: read these from the log next time.
+                self.states.forget(facts.versions().iter().map(|(stream, _)| stream));
+            }
+            match outcome? {
                 Ok(AppendOutcome::Appended(appended)) => {
+                    self.states.advance(&appended.events);
                     self.stats.commands_committed.fetch_add(1, Ordering::Relaxed);
                     self.stats.events_appended.fetch_add(appended.events.len() as u64, Ordering::Relaxed);
                     return Ok(appended.receipt);
@@ -195,20 +218,39 @@ impl Ledger {
         Err(CommandError::Contention { stream: last_conflict, attempts: ATTEMPTS_MAX })
     }
 
-    /// Loads every stream the decision needs, asking the domain until nothing is missing.
-    async fn load_facts(&self, command: &Command) -> Result<Facts, StoreError> {
+    /// Loads every stream the decision needs, asking the domain until nothing is missing;
+    /// from the cache where it has them (and `use_cache`), else from the log. Returns the
+    /// facts and which of their streams came from the cache.
+    async fn load_facts(&self, command: &Command, use_cache: bool) -> Result<(Facts, Vec<StreamId>), StoreError> {
         let mut facts = Facts::new();
+        let mut cached = Vec::new();
         for _ in 0..LOAD_ROUNDS_MAX {
             let needed = domain::streams_needed(command, &facts);
             if needed.is_empty() {
-                return Ok(facts);
+                return Ok((facts, cached));
             }
-            for (stream, events) in self.store.read_streams(&needed).await? {
-                facts.insert_events(stream, &events);
+            let mut missing = Vec::with_capacity(needed.len());
+            for stream in needed {
+                match self.states.get(&stream).filter(|_| use_cache) {
+                    Some(loaded) => {
+                        facts.insert(stream.clone(), loaded);
+                        cached.push(stream);
+                    }
+                    None => missing.push(stream),
+                }
+            }
+            if missing.is_empty() {
+                continue;
+            }
+            for (stream, events) in self.store.read_streams(&missing).await? {
+                let version = StreamVersion::try_from(events.len()).expect("stream length fits i64");
+                let loaded = Loaded { version, state: domain::fold(&stream, &events) };
+                self.states.offer(&stream, &loaded);
+                facts.insert(stream, loaded);
             }
         }
         assert!(domain::streams_needed(command, &facts).is_empty(), "{} needs more load rounds", command.name());
-        Ok(facts)
+        Ok((facts, cached))
     }
 
     fn idempotency_claim(
