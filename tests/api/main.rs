@@ -1,6 +1,7 @@
 //! Integration tests: the ledger on real databases (both engines) and the API through its
 //! real HTTP endpoint. One binary, one module per concern (zero2prod).
 
+mod append_path;
 mod authorization;
 mod event_log;
 mod exports;

@@ -158,13 +158,15 @@ const LOOKUP_CHUNK: usize = 500;
 
 /// What a batch knows and writes beyond one request: the stream versions and idempotency
 /// keys it read once for all its requests (kept current as its requests append), and the
-/// rows (events, keys, policy outputs) it writes with a few multi-row statements at its end.
+/// rows (events, keys, payments, policy outputs) it writes with a few multi-row statements at
+/// its end.
 /// Reads of these tables inside the batch go through here, never to the unwritten tables.
 struct Batch {
     versions: HashMap<StreamId, StreamVersion>,
     keys: HashMap<(String, String), (String, Receipt)>,
     events: Rows,
     key_rows: Rows,
+    read_model: super::project::Deferred,
     policy: super::policy::PolicyWriter,
 }
 
@@ -229,6 +231,7 @@ impl Batch {
             keys,
             events: Rows::new(EVENTS_INSERT, 9, ""),
             key_rows: Rows::new(KEYS_INSERT, 5, ""),
+            read_model: super::project::Deferred::default(),
             policy: super::policy::PolicyWriter::default(),
         })
     }
@@ -240,6 +243,7 @@ impl Batch {
     async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
         self.events.write(tx).await?;
         self.key_rows.write(tx).await?;
+        self.read_model.flush(tx).await?;
         self.policy.write(tx).await
     }
 }
@@ -341,7 +345,7 @@ async fn append_one(
     }
     for (change, position) in &changes {
         if !matches!(change, Change::Claim { .. }) {
-            super::project::apply(tx, change, *position).await?;
+            batch.read_model.apply(tx, change, *position).await?;
         }
     }
     // The policy fold sees the events only once they are certain to be written with this batch.

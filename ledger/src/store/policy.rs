@@ -330,7 +330,7 @@ impl PolicyWriter {
         self.subsidy_lines.write(tx).await?;
         self.subsidy_completer_lines.write(tx).await?;
         self.incentive_lines.write(tx).await?;
-        self.turnover_lines.write(tx).await
+        self.turnover_lines.write(tx).await.map(|_| ())
     }
 
     async fn write_totals(&mut self, tx: &mut Tx) -> Result<(), StoreError> {

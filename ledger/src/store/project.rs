@@ -2,6 +2,7 @@
 //! `readmodel`. Every update must touch exactly the row it names; anything else means the
 //! read model and the log disagree, and the transaction stops.
 
+use super::rows::Rows;
 use super::{StoreError, Tx, execute, with_conn};
 use crate::event::Position;
 use crate::ids::StreamId;
@@ -369,4 +370,156 @@ async fn replace_completers(tx: &mut Tx, achievement_id: &str, completers: &[Com
             .bind(&r.id_fingerprint))?;
     }
     Ok(())
+}
+
+/// Read-model changes held back to the end of a batch (or a rebuild page) and then written
+/// with a few multi-row statements: payments and reversals, which are most of the traffic,
+/// and the running sums they add to their contract and payment. Every other change (but a
+/// claim, which touches only `unique_claims`) first writes what is held back, so each row
+/// still sees its changes in log order; the sums are applied after the inserts, so a row
+/// inserted earlier in the same batch is there to add to.
+#[derive(Default)]
+pub(super) struct Deferred {
+    payments: Option<Rows>,
+    reversals: Option<Rows>,
+    /// Per contract id: fen added to `settled_fen` and to `reversed_fen`.
+    contracts: Sums,
+    /// Per payment id: fen added to `reversed_fen` (the second sum is unused).
+    payments_reversed: Sums,
+}
+
+/// Amounts added to columns of rows by id, with the position of the last addition (the
+/// row's new `updated_position`), in the order the rows were first touched.
+#[derive(Default)]
+struct Sums {
+    index: std::collections::HashMap<String, usize>,
+    rows: Vec<(String, [i64; 2], Position)>,
+}
+
+impl Sums {
+    fn add(&mut self, id: &str, fen: [i64; 2], position: Position) {
+        match self.index.get(id) {
+            Some(&i) => {
+                let row = &mut self.rows[i];
+                for (sum, add) in row.1.iter_mut().zip(fen) {
+                    *sum = sum.checked_add(add).expect("a batch's sums fit in i64 fen");
+                }
+                assert!(position >= row.2, "changes are applied in log order");
+                row.2 = position;
+            }
+            None => {
+                self.index.insert(id.to_owned(), self.rows.len());
+                self.rows.push((id.to_owned(), fen, position));
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Adds the sums with one `UPDATE ... FROM (VALUES ...)` per chunk; each id must name
+    /// exactly one row.
+    async fn write(&mut self, tx: &mut Tx, table: &'static str) -> Result<(), StoreError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let mut update = match table {
+            "contracts" => Rows::new(
+                "UPDATE contracts SET settled_fen = settled_fen + v.column2, reversed_fen = reversed_fen + v.column3, \
+                 updated_position = v.column4 FROM (VALUES",
+                4,
+                ") AS v WHERE contracts.id = v.column1",
+            ),
+            "payments" => Rows::new(
+                "UPDATE payments SET reversed_fen = reversed_fen + v.column2, updated_position = v.column3 FROM (VALUES",
+                3,
+                ") AS v WHERE payments.id = v.column1",
+            ),
+            _ => unreachable!("no running sums on {table}"),
+        };
+        let expected = self.rows.len() as u64;
+        self.index.clear();
+        for (id, [first, second], position) in self.rows.drain(..) {
+            if table == "contracts" {
+                update.push(vec![id.into(), first.into(), second.into(), position.into()]);
+            } else {
+                assert_eq!(second, 0, "payments have one running sum");
+                update.push(vec![id.into(), first.into(), position.into()]);
+            }
+        }
+        let changed = update.write(tx).await?;
+        if changed != expected {
+            return Err(StoreError::Inconsistent(format!(
+                "adding payments to {table} changed {changed} rows instead of {expected}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+const PAYMENTS_INSERT: &str = "INSERT INTO payments (id, contract_id, amount_fen, settled_at, settlement_date, bank_reference, reversed_fen, created_position, updated_position) VALUES";
+const REVERSALS_INSERT: &str = "INSERT INTO payment_reversals (id, payment_id, contract_id, amount_fen, reversed_at, reversal_date, reason, created_position) VALUES";
+
+impl Deferred {
+    /// Applies `change` made by the event at `position`, now or at the next [`flush`](Self::flush).
+    pub(super) async fn apply(&mut self, tx: &mut Tx, change: &Change, position: Position) -> Result<(), StoreError> {
+        match change {
+            Change::InsertPayment(r) => {
+                self.payments.get_or_insert_with(|| Rows::new(PAYMENTS_INSERT, 9, "")).push(vec![
+                    r.id.as_str().into(),
+                    r.contract_id.as_str().into(),
+                    r.amount_fen.into(),
+                    r.settled_at.into(),
+                    r.settlement_date.into(),
+                    r.bank_reference.as_str().into(),
+                    0i64.into(),
+                    position.into(),
+                    position.into(),
+                ]);
+                self.contracts.add(&r.contract_id, [r.amount_fen, 0], position);
+            }
+            Change::InsertReversal(r) => {
+                self.reversals.get_or_insert_with(|| Rows::new(REVERSALS_INSERT, 8, "")).push(vec![
+                    r.id.as_str().into(),
+                    r.payment_id.as_str().into(),
+                    r.contract_id.as_str().into(),
+                    r.amount_fen.into(),
+                    r.reversed_at.into(),
+                    r.reversal_date.into(),
+                    r.reason.as_str().into(),
+                    position.into(),
+                ]);
+                self.payments_reversed.add(&r.payment_id, [r.amount_fen, 0], position);
+                self.contracts.add(&r.contract_id, [0, r.amount_fen], position);
+            }
+            Change::Claim { .. } => apply(tx, change, position).await?,
+            _ => {
+                self.flush(tx).await?;
+                apply(tx, change, position).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes everything held back: the inserts, then the sums (which may add to them).
+    pub(super) async fn flush(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        if let Some(rows) = &mut self.payments {
+            rows.write(tx).await?;
+        }
+        if let Some(rows) = &mut self.reversals {
+            rows.write(tx).await?;
+        }
+        self.contracts.write(tx, "contracts").await?;
+        self.payments_reversed.write(tx, "payments").await?;
+        debug_assert!(self.is_empty());
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.payments.as_ref().is_none_or(Rows::is_empty)
+            && self.reversals.as_ref().is_none_or(Rows::is_empty)
+            && self.contracts.is_empty()
+            && self.payments_reversed.is_empty()
+    }
 }

@@ -120,6 +120,7 @@ async fn rebuild_in(
     let mut after: Position = 0;
     let mut replayed = 0i64;
     let mut policy = super::policy::PolicyWriter::default();
+    let mut read_model = super::project::Deferred::default();
     loop {
         // Read through the transaction's own connection: it holds the lock.
         let sql = "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash \
@@ -131,12 +132,14 @@ async fn rebuild_in(
         for row in &rows {
             let recorded = row.decode()?;
             for change in readmodel::changes(&recorded) {
-                super::project::apply(tx, &change, recorded.position).await?;
+                read_model.apply(tx, &change, recorded.position).await?;
             }
             policy.add(&projections.apply(&recorded));
             replayed += 1;
         }
-        // A page's lines in a few multi-row statements; the totals (last value per key) at the end.
+        // A page's payments and lines in a few multi-row statements; the totals (last value
+        // per key) at the end.
+        read_model.flush(tx).await?;
         policy.write_lines(tx).await?;
         progress(after);
     }

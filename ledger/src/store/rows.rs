@@ -95,19 +95,25 @@ impl Rows {
         self.values.extend(row);
     }
 
-    /// Writes the rows collected so far (a few statements), and forgets them.
-    pub(super) async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+    pub(super) fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Writes the rows collected so far (a few statements), and forgets them. Returns the
+    /// rows the statements affected.
+    pub(super) async fn write(&mut self, tx: &mut Tx) -> Result<u64, StoreError> {
         let numbered = matches!(tx, Tx::Postgres(_));
         let rows_per_statement = (PARAMETERS_MAX / self.columns).max(1);
         let values = std::mem::take(&mut self.values);
         let mut values = values.into_iter();
         let mut left = values.len() / self.columns;
+        let mut affected = 0;
         while left > 0 {
             let rows = left.min(rows_per_statement);
             left -= rows;
             let sql = self.sql(rows, numbered);
             let chunk: Vec<Value> = values.by_ref().take(rows * self.columns).collect();
-            with_conn!(tx, |c| {
+            affected += with_conn!(tx, |c| {
                 // Not kept as a prepared statement: the text changes with the row count, and
                 // caching each would evict the statements the append path runs every time.
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -122,10 +128,10 @@ impl Rows {
                         Value::Bytes(v) => query.bind(v),
                     };
                 }
-                query.execute(&mut *c).await.map(|_| ())
+                query.execute(&mut *c).await.map(|r| r.rows_affected())
             })?;
         }
-        Ok(())
+        Ok(affected)
     }
 
     fn sql(&self, rows: usize, numbered: bool) -> String {
