@@ -146,8 +146,8 @@ async fn append_in(
     }
     batch.write(tx).await?;
     assert_eq!(projections.position(), head_position, "the policy fold has seen exactly the log");
-    super::project::record_projection_position(tx, readmodel::PROJECTION, head_position).await?;
-    super::project::record_projection_position(tx, super::policy::PROJECTION, head_position).await?;
+    super::project::record_projection_positions(tx, &[readmodel::PROJECTION, super::policy::PROJECTION], head_position)
+        .await?;
     Ok(results)
 }
 
@@ -292,7 +292,8 @@ async fn append_one(
         versions.insert(stream.clone(), actual);
     }
 
-    let events = chain(request, &mut versions, head_position, head_hash, recorded_at);
+    let metadata = canonical_json(&serde_json::to_value(&request.metadata).expect("metadata serialises"));
+    let (events, payloads) = chain(request, &metadata, &mut versions, head_position, head_hash, recorded_at);
     let changes: Vec<(Change, Position)> = changes_with_positions(&events).collect();
 
     // Unique values first: a clash refuses the request before anything else is written. With
@@ -329,15 +330,14 @@ async fn append_one(
             .bind(events[0].position)
         )?;
     }
-    let metadata = canonical_json(&serde_json::to_value(&request.metadata).expect("metadata serialises"));
-    for e in &events {
+    for (e, payload) in events.iter().zip(payloads) {
         batch.events.push(vec![
             e.position.into(),
             e.stream_id.as_str().into(),
             e.stream_version.into(),
             e.event.event_type().into(),
             e.stored_schema_version.into(),
-            e.event.payload_json().into(),
+            payload.into(),
             metadata.as_str().into(),
             e.recorded_at.into(),
             e.hash.to_vec().into(),
@@ -376,16 +376,17 @@ async fn append_one(
     Ok(Ok(AppendOutcome::Appended(Appended { receipt, events })))
 }
 
-/// Gives each event its position, stream version and hash, continuing the chain.
+/// Gives each event its position, stream version and hash, continuing the chain; returns
+/// the events with their payloads as hashed (canonical JSON), to be stored as they are.
 fn chain(
     request: &AppendRequest,
+    metadata_json: &str,
     versions: &mut HashMap<StreamId, StreamVersion>,
     head_position: Position,
     head_hash: Hash,
     recorded_at: DateTime<Utc>,
-) -> Vec<RecordedEvent> {
+) -> (Vec<RecordedEvent>, Vec<String>) {
     assert!(!request.events.is_empty(), "an append request has events");
-    let metadata_json = canonical_json(&serde_json::to_value(&request.metadata).expect("metadata serialises"));
     let mut position = head_position;
     let mut hash = head_hash;
     request
@@ -408,11 +409,11 @@ fn chain(
                     event_type: event.event_type(),
                     schema_version: event.schema_version(),
                     payload: &payload,
-                    metadata: &metadata_json,
+                    metadata: metadata_json,
                     recorded_at_micros: recorded_at.timestamp_micros(),
                 },
             );
-            RecordedEvent {
+            let recorded = RecordedEvent {
                 position,
                 stream_id,
                 stream_version: *version,
@@ -421,9 +422,10 @@ fn chain(
                 metadata: request.metadata.clone(),
                 recorded_at,
                 hash,
-            }
+            };
+            (recorded, payload)
         })
-        .collect()
+        .unzip()
 }
 
 fn changes_with_positions(events: &[RecordedEvent]) -> impl Iterator<Item = (Change, Position)> + '_ {

@@ -136,7 +136,10 @@ impl Store {
         let size = requests.len();
         self.group.batches.fetch_add(1, Ordering::Relaxed);
         self.group.requests.fetch_add(size as u64, Ordering::Relaxed);
-        match self.append_batch_inner(&requests).await {
+        let started = std::time::Instant::now();
+        let outcome = self.append_batch_inner(&requests).await;
+        tracing::debug!(size, micros = started.elapsed().as_micros() as u64, ok = outcome.is_ok(), "append batch");
+        match outcome {
             Ok(results) => {
                 assert_eq!(results.len(), size, "one result per request");
                 for (reply, result) in replies.into_iter().zip(results) {

@@ -33,20 +33,22 @@ pub(super) async fn claim(
     Ok(Some(holder))
 }
 
-pub(super) async fn record_projection_position(
+/// Records that `projections` have seen the log up to `position` (one statement).
+pub(super) async fn record_projection_positions(
     tx: &mut Tx,
-    projection: &str,
+    projections: &[&str],
     position: Position,
 ) -> Result<(), StoreError> {
-    execute!(
-        tx,
-        sqlx::query(
-            "INSERT INTO projection_positions (projection, position) VALUES ($1, $2) \
-             ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
-        )
-        .bind(projection)
-        .bind(position)
-    )?;
+    let mut rows = Rows::new(
+        "INSERT INTO projection_positions (projection, position) VALUES",
+        2,
+        "ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+    );
+    for projection in projections {
+        rows.push(vec![(*projection).into(), position.into()]);
+    }
+    let written = rows.write(tx).await?;
+    assert_eq!(written, projections.len() as u64, "one row per projection");
     Ok(())
 }
 

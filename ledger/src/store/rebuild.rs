@@ -144,7 +144,6 @@ async fn rebuild_in(
         progress(after);
     }
     policy.write(tx).await?;
-    super::project::record_projection_position(tx, readmodel::PROJECTION, after).await?;
-    super::project::record_projection_position(tx, super::policy::PROJECTION, after).await?;
+    super::project::record_projection_positions(tx, &[readmodel::PROJECTION, super::policy::PROJECTION], after).await?;
     Ok(replayed)
 }
