@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use super::rows::{Rows, Value};
 use super::{Store, StoreError, Tx, with_conn, with_pool};
-use crate::event::Position;
+use crate::event::{Position, RecordedEvent};
 use crate::projection::{Output, Projections};
 
 /// Events read per query when catching up or replaying.
@@ -101,23 +101,49 @@ impl Store {
     }
 
     /// Folds the events after `state`'s position up to `upto` (inclusive) into it, page by page.
+    /// A task of its own reads and decodes the next pages while this one folds (a pipeline two
+    /// pages deep): reading and decoding take most of the time, and the fold waits for neither.
     async fn fold_log(
         &self,
         state: &mut Projections,
         upto: Position,
         mut made: impl FnMut(Vec<Output>),
     ) -> Result<(), StoreError> {
-        loop {
-            let rows: Vec<super::StoredEvent> = with_pool!(&self.db, |p| {
-                sqlx::query_as(EVENTS_IN_RANGE).bind(state.position()).bind(upto).bind(PAGE_ROWS).fetch_all(p).await
-            })?;
-            if rows.is_empty() {
-                return Ok(());
+        let (pages, mut next) = tokio::sync::mpsc::channel::<Result<Vec<RecordedEvent>, StoreError>>(2);
+        let store = self.clone();
+        let mut after = state.position();
+        // Ends when the log up to `upto` is read, at the first error, or when nobody listens.
+        tokio::spawn(async move {
+            loop {
+                let page = store.decoded_page(after, upto).await;
+                let done = match &page {
+                    Ok(events) => events.last().map(|e| after = e.position).is_none(),
+                    Err(_) => true,
+                };
+                if pages.send(page).await.is_err() || done {
+                    return;
+                }
             }
-            for row in &rows {
-                made(state.apply(&row.decode()?));
+        });
+        while let Some(page) = next.recv().await {
+            let events = page?;
+            if events.is_empty() {
+                break;
+            }
+            for event in &events {
+                made(state.apply(event));
             }
         }
+        assert!(state.position() <= upto, "the fold went past {upto}");
+        Ok(())
+    }
+
+    /// Up to `PAGE_ROWS` events after `after` up to `upto` (inclusive), decoded, in log order.
+    async fn decoded_page(&self, after: Position, upto: Position) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<super::StoredEvent> = with_pool!(&self.db, |p| {
+            sqlx::query_as(EVENTS_IN_RANGE).bind(after).bind(upto).bind(PAGE_ROWS).fetch_all(p).await
+        })?;
+        rows.iter().map(super::StoredEvent::decode).collect()
     }
 }
 
