@@ -156,23 +156,23 @@ impl Ledger {
         // other processes are still caught by the expected-version check below.
         let _turn = self.stream_locks[stripe(&command.primary_stream())].lock().await;
         let mut last_conflict = String::new();
-        let mut use_cache = true;
         for attempt in 1..=ATTEMPTS_MAX {
             // Checked after taking the turn: a repeat that queued behind its own first try
             // must get that try's receipt, not a decision against the state it produced.
             if let Some(receipt) = self.previous_receipt(idempotency.as_ref()).await? {
                 return Ok(receipt);
             }
-            let (facts, cached) = self.load_facts(&command, use_cache).await?;
-            let events = match domain::decide(&command, &ctx.actor, &facts) {
+            let (mut facts, cached) = self.load_facts(&command, true).await?;
+            let mut decided = domain::decide(&command, &ctx.actor, &facts);
+            if decided.is_err() && !cached.is_empty() {
+                // A cached stream may be behind the log (another process appended): a refusal
+                // is only given on streams read from the log.
+                self.states.forget(&cached);
+                facts = self.load_facts(&command, false).await?.0;
+                decided = domain::decide(&command, &ctx.actor, &facts);
+            }
+            let events = match decided {
                 Ok(events) => events,
-                Err(_) if !cached.is_empty() => {
-                    // A cached stream may be behind the log (another process appended): a
-                    // refusal is only given on streams read from the log.
-                    self.states.forget(&cached);
-                    use_cache = false;
-                    continue;
-                }
                 Err(refused) => {
                     // The first try may have committed meanwhile in another process.
                     if let Some(receipt) = self.previous_receipt(idempotency.as_ref()).await? {
