@@ -33,14 +33,6 @@ async fn contract_for(ledger: &Ledger, amount: Money) -> ContractId {
     sign_contract(ledger, seller, buyer, None, amount).await
 }
 
-/// Rebuilding the read models from the log gives exactly the live ones.
-async fn assert_rebuild_equals_live(store: &ledger::store::Store) {
-    let live = store.dump_read_models().await.unwrap();
-    store.rebuild_projections(|_| {}).await.unwrap();
-    let rebuilt = store.dump_read_models().await.unwrap();
-    assert_eq!(live, rebuilt, "rebuilt read models differ from the live ones");
-}
-
 both_backends!(a_decision_on_a_stream_another_process_moved_on_is_taken_again_on_the_log, |db| async move {
     // Two processes on one database, each with its own cache of the streams it decided on.
     let (store_a, store_b) = (db.store().await, db.store().await);

@@ -25,16 +25,12 @@ struct World {
 
 async fn world(app: &TestApp) -> World {
     let admin = app.admin();
-    let org = |name: &str, kind: &str, code: &str, division: &str| json!({ "name": name, "kind": kind, "creditCode": code, "divisionCode": division });
-    let university =
-        app.mutate(&admin, "registerOrganisation", org("重庆大学", "UNIVERSITY", "12500000450403271P", "500106")).await;
+    let university = app.register_organisation(&admin, "重庆大学", "UNIVERSITY", "12500000450403271P", "500106").await;
     let other_university =
-        app.mutate(&admin, "registerOrganisation", org("西南大学", "UNIVERSITY", "91110000600037341L", "500109")).await;
-    let enterprise =
-        app.mutate(&admin, "registerOrganisation", org("长安", "ENTERPRISE", "915000002028133840", "500112")).await;
-    let center = app
-        .mutate(&admin, "registerOrganisation", org("运营中心", "IP_OPERATING_CENTER", "91500000MA5U7AUK1B", "500108"))
-        .await;
+        app.register_organisation(&admin, "西南大学", "UNIVERSITY", "91110000600037341L", "500109").await;
+    let enterprise = app.register_organisation(&admin, "长安", "ENTERPRISE", "915000002028133840", "500112").await;
+    let center =
+        app.register_organisation(&admin, "运营中心", "IP_OPERATING_CENTER", "91500000MA5U7AUK1B", "500108").await;
     let accreditation = app
         .mutate(&admin, "accreditOrganisation", json!({ "organisationId": university, "kind": "INNOVATION_PLATFORM", "effectiveFrom": "2024-01-01", "documentNumber": "D1" }))
         .await;

@@ -15,29 +15,14 @@ both_backends!(every_user_group_walks_the_flow_from_listing_to_reversal, |db| as
     let admin = app.admin();
 
     // Admin: organisations, accreditations, a broker.
-    let org = |name: &str, kind: &str, code: &str, division: &str| json!({ "name": name, "kind": kind, "creditCode": code, "divisionCode": division });
-    let university =
-        app.mutate(&admin, "registerOrganisation", org("重庆大学", "UNIVERSITY", "12500000450403271P", "500106")).await;
+    let university = app.register_organisation(&admin, "重庆大学", "UNIVERSITY", "12500000450403271P", "500106").await;
     let enterprise = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("重庆长安汽车股份有限公司", "ENTERPRISE", "915000002028133840", "500112"),
-        )
+        .register_organisation(&admin, "重庆长安汽车股份有限公司", "ENTERPRISE", "915000002028133840", "500112")
         .await;
-    let agency = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("重庆技术转移中心", "BROKER_AGENCY", "91110000600037341L", "500105"),
-        )
-        .await;
+    let agency =
+        app.register_organisation(&admin, "重庆技术转移中心", "BROKER_AGENCY", "91110000600037341L", "500105").await;
     let center = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("重庆知识产权运营中心", "IP_OPERATING_CENTER", "91500000MA5U7AUK1B", "500108"),
-        )
+        .register_organisation(&admin, "重庆知识产权运营中心", "IP_OPERATING_CENTER", "91500000MA5U7AUK1B", "500108")
         .await;
     for (organisation, kind) in [(university, "INTRODUCED_RD_INSTITUTION"), (center, "IP_OPERATING_CENTER")] {
         app.mutate(

@@ -132,6 +132,19 @@ impl TestApp {
         Uuid::parse_str(id).expect("a UUID")
     }
 
+    /// Registers an organisation (`registerOrganisation`) as `token`; returns its id.
+    pub async fn register_organisation(
+        &self,
+        token: &str,
+        name: &str,
+        kind: &str,
+        credit_code: &str,
+        division_code: &str,
+    ) -> Uuid {
+        let input = json!({ "name": name, "kind": kind, "creditCode": credit_code, "divisionCode": division_code });
+        self.mutate(token, "registerOrganisation", input).await
+    }
+
     /// Runs a mutation and returns the whole response (for checking errors).
     pub async fn try_mutate(
         &self,

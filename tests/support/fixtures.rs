@@ -177,3 +177,16 @@ pub fn payment(contract: ContractId, amount: Money, settled_at: &str, reference:
         bank_reference: reference.into(),
     })
 }
+
+/// Rebuilds the read models from the log and asserts they equal the live ones, which it
+/// returns (for further checks).
+pub async fn assert_rebuild_equals_live(store: &ledger::store::Store) -> Vec<String> {
+    let live = store.dump_read_models().await.expect("dump the live read models");
+    store.rebuild_projections(|_| {}).await.expect("rebuild");
+    assert_eq!(
+        store.dump_read_models().await.expect("dump the rebuilt read models"),
+        live,
+        "rebuilt read models equal the live ones"
+    );
+    live
+}

@@ -19,27 +19,20 @@ pub struct WorkedExample {
 /// Enters the example; `id_numbers` are the three completers' ID numbers, if given.
 pub async fn worked_example(app: &TestApp, id_numbers: [Option<&str>; 3]) -> WorkedExample {
     let admin = app.admin();
-    let org = |name: &str, kind: &str, code: &str, division: &str| json!({ "name": name, "kind": kind, "creditCode": code, "divisionCode": division });
     let university = app
-        .mutate(
+        .register_organisation(
             &admin,
-            "registerOrganisation",
-            org("中国科学院重庆绿色智能技术研究院", "RESEARCH_INSTITUTE", "12500000450403271P", "500109"),
+            "中国科学院重庆绿色智能技术研究院",
+            "RESEARCH_INSTITUTE",
+            "12500000450403271P",
+            "500109",
         )
         .await;
     let buyer = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("重庆某汽车零部件有限公司", "ENTERPRISE", "915000002028133840", "500112"),
-        )
+        .register_organisation(&admin, "重庆某汽车零部件有限公司", "ENTERPRISE", "915000002028133840", "500112")
         .await;
     let center = app
-        .mutate(
-            &admin,
-            "registerOrganisation",
-            org("重庆知识产权运营中心", "IP_OPERATING_CENTER", "91500000MA5U7AUK1B", "500108"),
-        )
+        .register_organisation(&admin, "重庆知识产权运营中心", "IP_OPERATING_CENTER", "91500000MA5U7AUK1B", "500108")
         .await;
     for (o, kind) in [(university, "INTRODUCED_RD_INSTITUTION"), (center, "IP_OPERATING_CENTER")] {
         app.mutate(&admin, "accreditOrganisation", json!({ "organisationId": o, "kind": kind, "effectiveFrom": "2024-01-01", "documentNumber": "渝科局发〔2024〕12号" })).await;

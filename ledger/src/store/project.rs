@@ -62,8 +62,9 @@ macro_rules! update_one {
     }};
 }
 
-/// Applies one change made by the event at `position`.
-pub(super) async fn apply(tx: &mut Tx, change: &Change, position: Position) -> Result<(), StoreError> {
+/// Applies one change made by the event at `position`, now. Reached only through
+/// [`Deferred::apply`], which keeps payments and reversals for its multi-row statements.
+async fn apply(tx: &mut Tx, change: &Change, position: Position) -> Result<(), StoreError> {
     match change {
         Change::Claim { claim: key, owner } => {
             // Replays (rebuild) re-claim; live appends claim before applying (see append).
@@ -282,56 +283,8 @@ pub(super) async fn apply(tx: &mut Tx, change: &Change, position: Position) -> R
                 .bind(position)
                 .bind(contract_id)
         ),
-        Change::InsertPayment(r) => {
-            execute!(tx, sqlx::query(
-                    "INSERT INTO payments (id, contract_id, amount_fen, settled_at, settlement_date, bank_reference, reversed_fen, created_position, updated_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
-                )
-                .bind(&r.id)
-                .bind(&r.contract_id)
-                .bind(r.amount_fen)
-                .bind(r.settled_at)
-                .bind(r.settlement_date)
-                .bind(&r.bank_reference)
-                .bind(position))?;
-            update_one!(
-                tx,
-                format!("adding payment {} to contract {}", r.id, r.contract_id),
-                sqlx::query("UPDATE contracts SET settled_fen = settled_fen + $1, updated_position = $2 WHERE id = $3")
-                    .bind(r.amount_fen)
-                    .bind(position)
-                    .bind(&r.contract_id)
-            );
-        }
-        Change::InsertReversal(r) => {
-            execute!(tx, sqlx::query(
-                    "INSERT INTO payment_reversals (id, payment_id, contract_id, amount_fen, reversed_at, reversal_date, reason, created_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&r.id)
-                .bind(&r.payment_id)
-                .bind(&r.contract_id)
-                .bind(r.amount_fen)
-                .bind(r.reversed_at)
-                .bind(r.reversal_date)
-                .bind(&r.reason)
-                .bind(position))?;
-            update_one!(
-                tx,
-                format!("reversing payment {}", r.payment_id),
-                sqlx::query("UPDATE payments SET reversed_fen = reversed_fen + $1, updated_position = $2 WHERE id = $3")
-                    .bind(r.amount_fen)
-                    .bind(position)
-                    .bind(&r.payment_id)
-            );
-            update_one!(
-                tx,
-                format!("reversing on contract {}", r.contract_id),
-                sqlx::query("UPDATE contracts SET reversed_fen = reversed_fen + $1, updated_position = $2 WHERE id = $3")
-                    .bind(r.amount_fen)
-                    .bind(position)
-                    .bind(&r.contract_id)
-            );
+        Change::InsertPayment(_) | Change::InsertReversal(_) => {
+            unreachable!("payments and reversals are written by `Deferred`, never one by one")
         }
         Change::InsertPolicyVersion(r) => {
             execute!(
@@ -380,95 +333,97 @@ async fn replace_completers(tx: &mut Tx, achievement_id: &str, completers: &[Com
 /// claim, which touches only `unique_claims`) first writes what is held back, so each row
 /// still sees its changes in log order; the sums are applied after the inserts, so a row
 /// inserted earlier in the same batch is there to add to.
-#[derive(Default)]
 pub(super) struct Deferred {
-    payments: Option<Rows>,
-    reversals: Option<Rows>,
-    /// Per contract id: fen added to `settled_fen` and to `reversed_fen`.
-    contracts: Sums,
-    /// Per payment id: fen added to `reversed_fen` (the second sum is unused).
-    payments_reversed: Sums,
+    payments: Rows,
+    reversals: Rows,
+    /// Per contract: fen added to `settled_fen` and to `reversed_fen`.
+    contracts: Sums<2>,
+    /// Per payment: fen added to `reversed_fen`.
+    payments_reversed: Sums<1>,
 }
 
-/// Amounts added to columns of rows by id, with the position of the last addition (the
-/// row's new `updated_position`), in the order the rows were first touched.
-#[derive(Default)]
-struct Sums {
-    index: std::collections::HashMap<String, usize>,
-    rows: Vec<(String, [i64; 2], Position)>,
-}
-
-impl Sums {
-    fn add(&mut self, id: &str, fen: [i64; 2], position: Position) {
-        match self.index.get(id) {
-            Some(&i) => {
-                let row = &mut self.rows[i];
-                for (sum, add) in row.1.iter_mut().zip(fen) {
-                    *sum = sum.checked_add(add).expect("a batch's sums fit in i64 fen");
-                }
-                assert!(position >= row.2, "changes are applied in log order");
-                row.2 = position;
-            }
-            None => {
-                self.index.insert(id.to_owned(), self.rows.len());
-                self.rows.push((id.to_owned(), fen, position));
-            }
+impl Default for Deferred {
+    fn default() -> Self {
+        Deferred {
+            payments: Rows::new(
+                "INSERT INTO payments (id, contract_id, amount_fen, settled_at, settlement_date, bank_reference, \
+                 reversed_fen, created_position, updated_position) VALUES",
+                9,
+                "",
+            ),
+            reversals: Rows::new(
+                "INSERT INTO payment_reversals (id, payment_id, contract_id, amount_fen, reversed_at, reversal_date, reason, \
+                 created_position) VALUES",
+                8,
+                "",
+            ),
+            contracts: Sums::new(
+                "UPDATE contracts SET settled_fen = settled_fen + v.column2, reversed_fen = reversed_fen + v.column3, \
+                 updated_position = v.column4 FROM (VALUES",
+                ") AS v WHERE contracts.id = v.column1",
+            ),
+            payments_reversed: Sums::new(
+                "UPDATE payments SET reversed_fen = reversed_fen + v.column2, updated_position = v.column3 FROM (VALUES",
+                ") AS v WHERE payments.id = v.column1",
+            ),
         }
     }
+}
 
-    fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+/// `N` amounts added to columns of rows by id, with the position of the last addition (the
+/// row's new `updated_position`), kept in the order the rows were first touched; written by
+/// one `UPDATE ... FROM (VALUES (id, sum 1 .. sum N, position), ...)`.
+struct Sums<const N: usize> {
+    head: &'static str,
+    tail: &'static str,
+    rows: hashlink::LinkedHashMap<String, ([i64; N], Position)>,
+}
+
+impl<const N: usize> Sums<N> {
+    fn new(head: &'static str, tail: &'static str) -> Self {
+        Sums { head, tail, rows: hashlink::LinkedHashMap::new() }
     }
 
-    /// Adds the sums with one `UPDATE ... FROM (VALUES ...)` per chunk; each id must name
-    /// exactly one row.
-    async fn write(&mut self, tx: &mut Tx, table: &'static str) -> Result<(), StoreError> {
+    fn add(&mut self, id: &str, fen: [i64; N], position: Position) {
+        let (sums, last) = self.rows.entry(id.to_owned()).or_insert(([0; N], position));
+        for (sum, add) in sums.iter_mut().zip(fen) {
+            *sum = sum.checked_add(add).expect("a batch's sums fit in i64 fen");
+        }
+        assert!(position >= *last, "changes are applied in log order");
+        *last = position;
+    }
+
+    /// Writes the sums; each id must name exactly one row.
+    async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let mut update = match table {
-            "contracts" => Rows::new(
-                "UPDATE contracts SET settled_fen = settled_fen + v.column2, reversed_fen = reversed_fen + v.column3, \
-                 updated_position = v.column4 FROM (VALUES",
-                4,
-                ") AS v WHERE contracts.id = v.column1",
-            ),
-            "payments" => Rows::new(
-                "UPDATE payments SET reversed_fen = reversed_fen + v.column2, updated_position = v.column3 FROM (VALUES",
-                3,
-                ") AS v WHERE payments.id = v.column1",
-            ),
-            _ => unreachable!("no running sums on {table}"),
-        };
         let expected = self.rows.len() as u64;
-        self.index.clear();
-        for (id, [first, second], position) in self.rows.drain(..) {
-            if table == "contracts" {
-                update.push(vec![id.into(), first.into(), second.into(), position.into()]);
-            } else {
-                assert_eq!(second, 0, "payments have one running sum");
-                update.push(vec![id.into(), first.into(), position.into()]);
-            }
+        let mut update = Rows::new(self.head, N + 2, self.tail);
+        for (id, (sums, position)) in self.rows.drain() {
+            let mut row = Vec::with_capacity(N + 2);
+            row.push(id.into());
+            row.extend(sums.map(Into::into));
+            row.push(position.into());
+            update.push(row);
         }
         let changed = update.write(tx).await?;
         if changed != expected {
             return Err(StoreError::Inconsistent(format!(
-                "adding payments to {table} changed {changed} rows instead of {expected}"
+                "adding payments with `{}` changed {changed} rows instead of {expected}",
+                self.head
             )));
         }
         Ok(())
     }
 }
 
-const PAYMENTS_INSERT: &str = "INSERT INTO payments (id, contract_id, amount_fen, settled_at, settlement_date, bank_reference, reversed_fen, created_position, updated_position) VALUES";
-const REVERSALS_INSERT: &str = "INSERT INTO payment_reversals (id, payment_id, contract_id, amount_fen, reversed_at, reversal_date, reason, created_position) VALUES";
-
 impl Deferred {
     /// Applies `change` made by the event at `position`, now or at the next [`flush`](Self::flush).
     pub(super) async fn apply(&mut self, tx: &mut Tx, change: &Change, position: Position) -> Result<(), StoreError> {
         match change {
             Change::InsertPayment(r) => {
-                self.payments.get_or_insert_with(|| Rows::new(PAYMENTS_INSERT, 9, "")).push(vec![
+                self.payments.push(vec![
                     r.id.as_str().into(),
                     r.contract_id.as_str().into(),
                     r.amount_fen.into(),
@@ -482,7 +437,7 @@ impl Deferred {
                 self.contracts.add(&r.contract_id, [r.amount_fen, 0], position);
             }
             Change::InsertReversal(r) => {
-                self.reversals.get_or_insert_with(|| Rows::new(REVERSALS_INSERT, 8, "")).push(vec![
+                self.reversals.push(vec![
                     r.id.as_str().into(),
                     r.payment_id.as_str().into(),
                     r.contract_id.as_str().into(),
@@ -492,7 +447,7 @@ impl Deferred {
                     r.reason.as_str().into(),
                     position.into(),
                 ]);
-                self.payments_reversed.add(&r.payment_id, [r.amount_fen, 0], position);
+                self.payments_reversed.add(&r.payment_id, [r.amount_fen], position);
                 self.contracts.add(&r.contract_id, [0, r.amount_fen], position);
             }
             Change::Claim { .. } => apply(tx, change, position).await?,
@@ -506,22 +461,9 @@ impl Deferred {
 
     /// Writes everything held back: the inserts, then the sums (which may add to them).
     pub(super) async fn flush(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
-        if let Some(rows) = &mut self.payments {
-            rows.write(tx).await?;
-        }
-        if let Some(rows) = &mut self.reversals {
-            rows.write(tx).await?;
-        }
-        self.contracts.write(tx, "contracts").await?;
-        self.payments_reversed.write(tx, "payments").await?;
-        debug_assert!(self.is_empty());
-        Ok(())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.payments.as_ref().is_none_or(Rows::is_empty)
-            && self.reversals.as_ref().is_none_or(Rows::is_empty)
-            && self.contracts.is_empty()
-            && self.payments_reversed.is_empty()
+        self.payments.write(tx).await?;
+        self.reversals.write(tx).await?;
+        self.contracts.write(tx).await?;
+        self.payments_reversed.write(tx).await
     }
 }

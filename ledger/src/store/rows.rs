@@ -95,10 +95,6 @@ impl Rows {
         self.values.extend(row);
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// Writes the rows collected so far (a few statements), and forgets them. Returns the
     /// rows the statements affected.
     pub(super) async fn write(&mut self, tx: &mut Tx) -> Result<u64, StoreError> {
