@@ -1,12 +1,16 @@
 //! Applies read-model [`Change`]s with SQL: the thin adapter under the pure projection in
-//! `readmodel`. Every update must touch exactly the row it names; anything else means the
-//! read model and the log disagree, and the transaction stops.
+//! `readmodel`. Changes are held back and written per table with a few multi-row statements
+//! at the end of an append batch or of a rebuild page ([`Deferred`]). Every update must touch
+//! exactly the rows it names; anything else means the read model and the log disagree, and
+//! the transaction stops.
 
-use super::rows::Rows;
+use std::collections::HashSet;
+
+use super::rows::{Rows, Value};
 use super::{StoreError, Tx, execute, with_conn};
 use crate::event::Position;
 use crate::ids::StreamId;
-use crate::readmodel::{Change, CompleterRow};
+use crate::readmodel::Change;
 use crate::vocabulary::MatchSide;
 
 /// Claims a unique value for `owner`. Returns the current holder when it is taken.
@@ -52,299 +56,106 @@ pub(super) async fn record_projection_positions(
     Ok(())
 }
 
-/// Runs an UPDATE that must change exactly one row.
-macro_rules! update_one {
-    ($tx:expr, $what:expr, $query:expr) => {{
-        let n = execute!($tx, $query)?;
-        if n != 1 {
-            return Err(StoreError::Inconsistent(format!("{} changed {n} rows instead of 1", $what)));
-        }
-    }};
-}
-
-/// Applies one change made by the event at `position`, now. Reached only through
-/// [`Deferred::apply`], which keeps payments and reversals for its multi-row statements.
-async fn apply(tx: &mut Tx, change: &Change, position: Position) -> Result<(), StoreError> {
-    match change {
-        Change::Claim { claim: key, owner } => {
-            // Replays (rebuild) re-claim; live appends claim before applying (see append).
-            if let Some(holder) = claim(tx, key, owner, position).await? {
-                return Err(StoreError::Inconsistent(format!("{key} claimed by both {holder} and {owner}")));
-            }
-        }
-        Change::InsertOrganisation(r) => {
-            execute!(tx, sqlx::query(
-                    "INSERT INTO organisations (id, name, kind, credit_code, division_code, registered_on, created_position, updated_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                )
-                .bind(&r.id)
-                .bind(&r.name)
-                .bind(r.kind)
-                .bind(&r.credit_code)
-                .bind(&r.division_code)
-                .bind(r.registered_on)
-                .bind(position))?;
-        }
-        Change::InsertAccreditation(r) => {
-            execute!(tx, sqlx::query(
-                    "INSERT INTO accreditations (id, organisation_id, kind, effective_from, effective_until, document_number, created_position, updated_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                )
-                .bind(&r.id)
-                .bind(&r.organisation_id)
-                .bind(r.kind)
-                .bind(r.effective_from)
-                .bind(r.effective_until)
-                .bind(&r.document_number)
-                .bind(position))?;
-            update_one!(
-                tx,
-                format!("accrediting organisation {}", r.organisation_id),
-                sqlx::query("UPDATE organisations SET updated_position = $1 WHERE id = $2").bind(position).bind(&r.organisation_id)
-            );
-        }
-        Change::RevokeAccreditation { id, revoked_from, reason } => update_one!(
-            tx,
-            format!("revoking accreditation {id}"),
-            sqlx::query("UPDATE accreditations SET revoked_from = $1, revocation_reason = $2, updated_position = $3 WHERE id = $4")
-                .bind(*revoked_from)
-                .bind(reason)
-                .bind(position)
-                .bind(id)
-        ),
-        Change::InsertBroker(r) => {
-            execute!(tx, sqlx::query("INSERT INTO brokers (id, name, agency_id, certificate_number, created_position) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(&r.id)
-                    .bind(&r.name)
-                    .bind(&r.agency_id)
-                    .bind(&r.certificate_number)
-                    .bind(position))?;
-        }
-        Change::InsertAchievement(r) => {
-            execute!(tx, sqlx::query(
-                    "INSERT INTO achievements (id, owner_id, title, field, description, patent_numbers, maturity, asking_price_fen, \
-                     transfer_modes, status, completers_locked, listed_on, created_position, updated_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'listed', FALSE, $10, $11, $11)",
-                )
-                .bind(&r.id)
-                .bind(&r.owner_id)
-                .bind(&r.title)
-                .bind(r.field)
-                .bind(&r.description)
-                .bind(&r.patent_numbers)
-                .bind(r.maturity)
-                .bind(r.asking_price_fen)
-                .bind(&r.transfer_modes)
-                .bind(r.listed_on)
-                .bind(position))?;
-        }
-        Change::ReviseAchievement(r) => update_one!(
-            tx,
-            format!("revising achievement {}", r.id),
-            sqlx::query(
-                "UPDATE achievements SET title = $1, field = $2, description = $3, patent_numbers = $4, maturity = $5, \
-                 asking_price_fen = $6, transfer_modes = $7, updated_position = $8 WHERE id = $9",
-            )
-            .bind(&r.title)
-            .bind(r.field)
-            .bind(&r.description)
-            .bind(&r.patent_numbers)
-            .bind(r.maturity)
-            .bind(r.asking_price_fen)
-            .bind(&r.transfer_modes)
-            .bind(position)
-            .bind(&r.id)
-        ),
-        Change::ReplaceCompleters { achievement_id, completers } => {
-            replace_completers(tx, achievement_id, completers).await?;
-        }
-        Change::LockCompleters { achievement_id } => update_one!(
-            tx,
-            format!("locking completers of {achievement_id}"),
-            sqlx::query("UPDATE achievements SET completers_locked = TRUE, updated_position = $1 WHERE id = $2")
-                .bind(position)
-                .bind(achievement_id)
-        ),
-        Change::WithdrawAchievement { achievement_id } => update_one!(
-            tx,
-            format!("withdrawing {achievement_id}"),
-            sqlx::query("UPDATE achievements SET status = 'withdrawn', updated_position = $1 WHERE id = $2")
-                .bind(position)
-                .bind(achievement_id)
-        ),
-        Change::InsertDemand(r) => {
-            execute!(tx, sqlx::query(
-                    "INSERT INTO demands (id, enterprise_id, title, field, description, budget_fen, deadline, status, posted_on, created_position, updated_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9)",
-                )
-                .bind(&r.id)
-                .bind(&r.enterprise_id)
-                .bind(&r.title)
-                .bind(r.field)
-                .bind(&r.description)
-                .bind(r.budget_fen)
-                .bind(r.deadline)
-                .bind(r.posted_on)
-                .bind(position))?;
-        }
-        Change::CloseDemand { demand_id } => update_one!(
-            tx,
-            format!("closing demand {demand_id}"),
-            sqlx::query("UPDATE demands SET status = 'closed', updated_position = $1 WHERE id = $2").bind(position).bind(demand_id)
-        ),
-        Change::InsertMatch(r) => {
-            execute!(tx, sqlx::query(
-                    "INSERT INTO matches (id, broker_id, achievement_id, demand_id, note, status, proposed_on, created_position, updated_position) \
-                     VALUES ($1, $2, $3, $4, $5, 'proposed', $6, $7, $7)",
-                )
-                .bind(&r.id)
-                .bind(&r.broker_id)
-                .bind(&r.achievement_id)
-                .bind(&r.demand_id)
-                .bind(&r.note)
-                .bind(r.proposed_on)
-                .bind(position))?;
-        }
-        Change::AnswerMatch { match_id, side, answer } => {
-            let set_answer = match side {
-                MatchSide::Owner => "UPDATE matches SET owner_answer = $1, updated_position = $2 WHERE id = $3",
-                MatchSide::Enterprise => "UPDATE matches SET enterprise_answer = $1, updated_position = $2 WHERE id = $3",
-            };
-            update_one!(
-                tx,
-                format!("answering match {match_id}"),
-                sqlx::query(set_answer).bind(*answer).bind(position).bind(match_id)
-            );
-            // The status follows from both answers (same rule as `Match::status`).
-            update_one!(
-                tx,
-                format!("updating the status of match {match_id}"),
-                sqlx::query(
-                    "UPDATE matches SET status = CASE \
-                       WHEN owner_answer = 'declined' OR enterprise_answer = 'declined' THEN 'declined' \
-                       WHEN owner_answer = 'accepted' AND enterprise_answer = 'accepted' THEN 'accepted' \
-                       ELSE 'proposed' END \
-                     WHERE id = $1",
-                )
-                .bind(match_id)
-            );
-        }
-        Change::InsertContract(r) => {
-            execute!(tx, sqlx::query(
-                    "INSERT INTO contracts (id, contract_number, contract_type, title, seller_id, buyer_id, achievement_id, match_id, \
-                     broker_id, operating_center_id, contract_amount_fen, tech_transaction_amount_fen, signed_on, status, \
-                     settled_fen, reversed_fen, created_position, updated_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'signed', 0, 0, $14, $14)",
-                )
-                .bind(&r.id)
-                .bind(&r.contract_number)
-                .bind(r.contract_type)
-                .bind(&r.title)
-                .bind(&r.seller_id)
-                .bind(&r.buyer_id)
-                .bind(&r.achievement_id)
-                .bind(&r.match_id)
-                .bind(&r.broker_id)
-                .bind(&r.operating_center_id)
-                .bind(r.contract_amount_fen)
-                .bind(r.tech_transaction_amount_fen)
-                .bind(r.signed_on)
-                .bind(position))?;
-        }
-        Change::RegisterContract { contract_id, registration_number, registered_on, certified_fen } => update_one!(
-            tx,
-            format!("registering contract {contract_id}"),
-            sqlx::query(
-                "UPDATE contracts SET status = 'registered', registration_number = $1, registered_on = $2, \
-                 certified_tech_transaction_amount_fen = $3, updated_position = $4 WHERE id = $5",
-            )
-            .bind(registration_number)
-            .bind(*registered_on)
-            .bind(*certified_fen)
-            .bind(position)
-            .bind(contract_id)
-        ),
-        Change::AmendContract { contract_id, contract_amount_fen, tech_transaction_amount_fen } => update_one!(
-            tx,
-            format!("amending contract {contract_id}"),
-            sqlx::query(
-                "UPDATE contracts SET contract_amount_fen = $1, tech_transaction_amount_fen = $2, updated_position = $3 WHERE id = $4",
-            )
-            .bind(*contract_amount_fen)
-            .bind(*tech_transaction_amount_fen)
-            .bind(position)
-            .bind(contract_id)
-        ),
-        Change::TerminateContract { contract_id, terminated_on } => update_one!(
-            tx,
-            format!("terminating contract {contract_id}"),
-            sqlx::query("UPDATE contracts SET status = 'terminated', terminated_on = $1, updated_position = $2 WHERE id = $3")
-                .bind(*terminated_on)
-                .bind(position)
-                .bind(contract_id)
-        ),
-        Change::InsertPayment(_) | Change::InsertReversal(_) => {
-            unreachable!("payments and reversals are written by `Deferred`, never one by one")
-        }
-        Change::InsertPolicyVersion(r) => {
-            execute!(
-                tx,
-                sqlx::query(
-                    "INSERT INTO policy_versions (policy, version, rate, cap_fen, cap_period, basis, effective_from, effective_until, source, created_position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(r.policy)
-                .bind(r.version)
-                .bind(&r.rate)
-                .bind(r.cap_fen)
-                .bind(r.cap_period)
-                .bind(r.basis)
-                .bind(r.effective_from)
-                .bind(r.effective_until)
-                .bind(&r.source)
-                .bind(position)
-            )?;
-        }
-    }
-    Ok(())
-}
-
-async fn replace_completers(tx: &mut Tx, achievement_id: &str, completers: &[CompleterRow]) -> Result<(), StoreError> {
-    execute!(tx, sqlx::query("DELETE FROM achievement_completers WHERE achievement_id = $1").bind(achievement_id))?;
-    for r in completers {
-        execute!(tx, sqlx::query(
-                "INSERT INTO achievement_completers (achievement_id, ordinal, name, share_basis_points, id_number_masked, id_reference, id_fingerprint) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(achievement_id)
-            .bind(r.ordinal)
-            .bind(&r.name)
-            .bind(r.share_basis_points)
-            .bind(&r.id_number_masked)
-            .bind(&r.id_reference)
-            .bind(&r.id_fingerprint))?;
-    }
-    Ok(())
-}
-
-/// Read-model changes held back to the end of a batch (or a rebuild page) and then written
-/// with a few multi-row statements: payments and reversals, which are most of the traffic,
-/// and the running sums they add to their contract and payment. Every other change (but a
-/// claim, which touches only `unique_claims`) first writes what is held back, so each row
-/// still sees its changes in log order; the sums are applied after the inserts, so a row
-/// inserted earlier in the same batch is there to add to.
+/// Read-model changes held back to the end of an append batch (or a rebuild page) and then
+/// written per table with a few multi-row statements, instead of one or two statements per
+/// change. [`flush`](Self::flush) writes them in an order that gives every row the value it
+/// would have had with the changes applied one by one in log order:
+/// 1. unique claims (rebuild only: live appends claim before deciding to write, see append);
+/// 2. the completers of achievements whose list is replaced are deleted;
+/// 3. every insert;
+/// 4. the column assignments to existing rows ([`Patches`]): per row, a later value of a
+///    column replaces an earlier one, so one statement per set of columns is enough;
+/// 5. the status of answered matches, which follows from both answers;
+/// 6. the running sums of payments and reversals ([`Sums`]), which only add.
+///
+/// The one change that step 2 cannot order (the completers of one achievement replaced twice
+/// before a flush) flushes first.
 pub(super) struct Deferred {
+    claims: Rows,
+    completers_deleted: Rows,
+    /// Achievements whose new completers are among the held-back inserts.
+    completers_inserted: HashSet<String>,
+    inserts: Inserts,
+    organisations: Patches,
+    accreditations: Patches,
+    achievements: Patches,
+    demands: Patches,
+    matches: Patches,
+    contracts: Patches,
+    /// Matches with a new answer, whose status is derived again after the patches.
+    matches_answered: hashlink::LinkedHashSet<String>,
+    /// Per contract: fen added to `settled_fen` and to `reversed_fen`.
+    contract_sums: Sums<2>,
+    /// Per payment: fen added to `reversed_fen`.
+    payment_sums: Sums<1>,
+}
+
+/// The held-back inserts, one multi-row INSERT per table.
+struct Inserts {
+    organisations: Rows,
+    accreditations: Rows,
+    brokers: Rows,
+    achievements: Rows,
+    completers: Rows,
+    demands: Rows,
+    matches: Rows,
+    contracts: Rows,
     payments: Rows,
     reversals: Rows,
-    /// Per contract: fen added to `settled_fen` and to `reversed_fen`.
-    contracts: Sums<2>,
-    /// Per payment: fen added to `reversed_fen`.
-    payments_reversed: Sums<1>,
+    policy_versions: Rows,
 }
 
-impl Default for Deferred {
+impl Default for Inserts {
     fn default() -> Self {
-        Deferred {
+        Inserts {
+            organisations: Rows::new(
+                "INSERT INTO organisations (id, name, kind, credit_code, division_code, registered_on, created_position, \
+                 updated_position) VALUES",
+                8,
+                "",
+            ),
+            accreditations: Rows::new(
+                "INSERT INTO accreditations (id, organisation_id, kind, effective_from, effective_until, document_number, \
+                 created_position, updated_position) VALUES",
+                8,
+                "",
+            ),
+            brokers: Rows::new(
+                "INSERT INTO brokers (id, name, agency_id, certificate_number, created_position) VALUES",
+                5,
+                "",
+            ),
+            achievements: Rows::new(
+                "INSERT INTO achievements (id, owner_id, title, field, description, patent_numbers, maturity, asking_price_fen, \
+                 transfer_modes, status, completers_locked, listed_on, created_position, updated_position) VALUES",
+                14,
+                "",
+            ),
+            completers: Rows::new(
+                "INSERT INTO achievement_completers (achievement_id, ordinal, name, share_basis_points, id_number_masked, \
+                 id_reference, id_fingerprint) VALUES",
+                7,
+                "",
+            ),
+            demands: Rows::new(
+                "INSERT INTO demands (id, enterprise_id, title, field, description, budget_fen, deadline, status, posted_on, \
+                 created_position, updated_position) VALUES",
+                11,
+                "",
+            ),
+            matches: Rows::new(
+                "INSERT INTO matches (id, broker_id, achievement_id, demand_id, note, status, proposed_on, created_position, \
+                 updated_position) VALUES",
+                9,
+                "",
+            ),
+            contracts: Rows::new(
+                "INSERT INTO contracts (id, contract_number, contract_type, title, seller_id, buyer_id, achievement_id, match_id, \
+                 broker_id, operating_center_id, contract_amount_fen, tech_transaction_amount_fen, signed_on, status, \
+                 settled_fen, reversed_fen, created_position, updated_position) VALUES",
+                18,
+                "",
+            ),
             payments: Rows::new(
                 "INSERT INTO payments (id, contract_id, amount_fen, settled_at, settlement_date, bank_reference, \
                  reversed_fen, created_position, updated_position) VALUES",
@@ -357,22 +168,428 @@ impl Default for Deferred {
                 8,
                 "",
             ),
-            contracts: Sums::new(
+            policy_versions: Rows::new(
+                "INSERT INTO policy_versions (policy, version, rate, cap_fen, cap_period, basis, effective_from, effective_until, \
+                 source, created_position) VALUES",
+                10,
+                "",
+            ),
+        }
+    }
+}
+
+impl Inserts {
+    /// Each INSERT must add every row it carries.
+    async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        for rows in [
+            &mut self.organisations,
+            &mut self.accreditations,
+            &mut self.brokers,
+            &mut self.achievements,
+            &mut self.completers,
+            &mut self.demands,
+            &mut self.matches,
+            &mut self.contracts,
+            &mut self.payments,
+            &mut self.reversals,
+            &mut self.policy_versions,
+        ] {
+            let expected = rows.len() as u64;
+            let written = rows.write(tx).await?;
+            assert_eq!(written, expected, "an INSERT without ON CONFLICT adds every row or fails");
+        }
+        Ok(())
+    }
+}
+
+impl Default for Deferred {
+    fn default() -> Self {
+        Deferred {
+            claims: Rows::new(
+                "INSERT INTO unique_claims (claim, owner_stream, position) VALUES",
+                3,
+                "ON CONFLICT (claim) DO NOTHING",
+            ),
+            completers_deleted: Rows::new("DELETE FROM achievement_completers WHERE achievement_id IN (VALUES", 1, ")"),
+            completers_inserted: HashSet::new(),
+            inserts: Inserts::default(),
+            organisations: Patches::new("organisations"),
+            accreditations: Patches::new("accreditations"),
+            achievements: Patches::new("achievements"),
+            demands: Patches::new("demands"),
+            matches: Patches::new("matches"),
+            contracts: Patches::new("contracts"),
+            matches_answered: hashlink::LinkedHashSet::new(),
+            contract_sums: Sums::new(
                 "UPDATE contracts SET settled_fen = settled_fen + v.column2, reversed_fen = reversed_fen + v.column3, \
-                 updated_position = v.column4 FROM (VALUES",
+                 updated_position = CASE WHEN v.column4 > updated_position THEN v.column4 ELSE updated_position END \
+                 FROM (VALUES",
                 ") AS v WHERE contracts.id = v.column1",
             ),
-            payments_reversed: Sums::new(
-                "UPDATE payments SET reversed_fen = reversed_fen + v.column2, updated_position = v.column3 FROM (VALUES",
+            payment_sums: Sums::new(
+                "UPDATE payments SET reversed_fen = reversed_fen + v.column2, \
+                 updated_position = CASE WHEN v.column3 > updated_position THEN v.column3 ELSE updated_position END \
+                 FROM (VALUES",
                 ") AS v WHERE payments.id = v.column1",
             ),
         }
     }
 }
 
+impl Deferred {
+    /// Takes `change`, made by the event at `position`, to be written at the next
+    /// [`flush`](Self::flush).
+    pub(super) async fn apply(&mut self, tx: &mut Tx, change: &Change, position: Position) -> Result<(), StoreError> {
+        let inserts = &mut self.inserts;
+        match change {
+            Change::Claim { claim, owner } => {
+                self.claims.push(vec![claim.as_str().into(), owner.as_str().into(), position.into()]);
+            }
+            Change::InsertOrganisation(r) => inserts.organisations.push(vec![
+                r.id.as_str().into(),
+                r.name.as_str().into(),
+                r.kind.into(),
+                r.credit_code.as_str().into(),
+                r.division_code.as_str().into(),
+                r.registered_on.into(),
+                position.into(),
+                position.into(),
+            ]),
+            Change::InsertAccreditation(r) => {
+                inserts.accreditations.push(vec![
+                    r.id.as_str().into(),
+                    r.organisation_id.as_str().into(),
+                    r.kind.into(),
+                    r.effective_from.into(),
+                    r.effective_until.into(),
+                    r.document_number.as_str().into(),
+                    position.into(),
+                    position.into(),
+                ]);
+                self.organisations.set(&r.organisation_id, vec![], position);
+            }
+            Change::RevokeAccreditation { id, revoked_from, reason } => self.accreditations.set(
+                id,
+                vec![("revoked_from", (*revoked_from).into()), ("revocation_reason", reason.as_str().into())],
+                position,
+            ),
+            Change::InsertBroker(r) => inserts.brokers.push(vec![
+                r.id.as_str().into(),
+                r.name.as_str().into(),
+                r.agency_id.clone().into(),
+                r.certificate_number.clone().into(),
+                position.into(),
+            ]),
+            Change::InsertAchievement(r) => inserts.achievements.push(vec![
+                r.id.as_str().into(),
+                r.owner_id.as_str().into(),
+                r.title.as_str().into(),
+                r.field.into(),
+                r.description.as_str().into(),
+                r.patent_numbers.as_str().into(),
+                r.maturity.into(),
+                r.asking_price_fen.into(),
+                r.transfer_modes.as_str().into(),
+                "listed".into(),
+                false.into(),
+                r.listed_on.into(),
+                position.into(),
+                position.into(),
+            ]),
+            Change::ReviseAchievement(r) => self.achievements.set(
+                &r.id,
+                vec![
+                    ("title", r.title.as_str().into()),
+                    ("field", r.field.into()),
+                    ("description", r.description.as_str().into()),
+                    ("patent_numbers", r.patent_numbers.as_str().into()),
+                    ("maturity", r.maturity.into()),
+                    ("asking_price_fen", r.asking_price_fen.into()),
+                    ("transfer_modes", r.transfer_modes.as_str().into()),
+                ],
+                position,
+            ),
+            Change::ReplaceCompleters { achievement_id, completers } => {
+                if self.completers_inserted.contains(achievement_id) {
+                    // The held-back rows are the ones to replace: write them first.
+                    self.flush(tx).await?;
+                }
+                self.completers_deleted.push(vec![achievement_id.as_str().into()]);
+                for r in completers {
+                    self.inserts.completers.push(vec![
+                        achievement_id.as_str().into(),
+                        r.ordinal.into(),
+                        r.name.as_str().into(),
+                        r.share_basis_points.into(),
+                        r.id_number_masked.clone().into(),
+                        r.id_reference.clone().into(),
+                        r.id_fingerprint.clone().into(),
+                    ]);
+                }
+                if !completers.is_empty() {
+                    self.completers_inserted.insert(achievement_id.clone());
+                }
+            }
+            Change::LockCompleters { achievement_id } => {
+                self.achievements.set(achievement_id, vec![("completers_locked", true.into())], position)
+            }
+            Change::WithdrawAchievement { achievement_id } => {
+                self.achievements.set(achievement_id, vec![("status", "withdrawn".into())], position)
+            }
+            Change::InsertDemand(r) => inserts.demands.push(vec![
+                r.id.as_str().into(),
+                r.enterprise_id.as_str().into(),
+                r.title.as_str().into(),
+                r.field.into(),
+                r.description.as_str().into(),
+                r.budget_fen.into(),
+                r.deadline.into(),
+                "open".into(),
+                r.posted_on.into(),
+                position.into(),
+                position.into(),
+            ]),
+            Change::CloseDemand { demand_id } => {
+                self.demands.set(demand_id, vec![("status", "closed".into())], position)
+            }
+            Change::InsertMatch(r) => inserts.matches.push(vec![
+                r.id.as_str().into(),
+                r.broker_id.as_str().into(),
+                r.achievement_id.as_str().into(),
+                r.demand_id.as_str().into(),
+                r.note.as_str().into(),
+                "proposed".into(),
+                r.proposed_on.into(),
+                position.into(),
+                position.into(),
+            ]),
+            Change::AnswerMatch { match_id, side, answer } => {
+                let column = match side {
+                    MatchSide::Owner => "owner_answer",
+                    MatchSide::Enterprise => "enterprise_answer",
+                };
+                self.matches.set(match_id, vec![(column, (*answer).into())], position);
+                self.matches_answered.insert(match_id.clone());
+            }
+            Change::InsertContract(r) => inserts.contracts.push(vec![
+                r.id.as_str().into(),
+                r.contract_number.as_str().into(),
+                r.contract_type.into(),
+                r.title.as_str().into(),
+                r.seller_id.as_str().into(),
+                r.buyer_id.as_str().into(),
+                r.achievement_id.clone().into(),
+                r.match_id.clone().into(),
+                r.broker_id.clone().into(),
+                r.operating_center_id.clone().into(),
+                r.contract_amount_fen.into(),
+                r.tech_transaction_amount_fen.into(),
+                r.signed_on.into(),
+                "signed".into(),
+                0i64.into(),
+                0i64.into(),
+                position.into(),
+                position.into(),
+            ]),
+            Change::RegisterContract { contract_id, registration_number, registered_on, certified_fen } => {
+                self.contracts.set(
+                    contract_id,
+                    vec![
+                        ("status", "registered".into()),
+                        ("registration_number", registration_number.as_str().into()),
+                        ("registered_on", (*registered_on).into()),
+                        ("certified_tech_transaction_amount_fen", (*certified_fen).into()),
+                    ],
+                    position,
+                )
+            }
+            Change::AmendContract { contract_id, contract_amount_fen, tech_transaction_amount_fen } => {
+                self.contracts.set(
+                    contract_id,
+                    vec![
+                        ("contract_amount_fen", (*contract_amount_fen).into()),
+                        ("tech_transaction_amount_fen", (*tech_transaction_amount_fen).into()),
+                    ],
+                    position,
+                )
+            }
+            Change::TerminateContract { contract_id, terminated_on } => self.contracts.set(
+                contract_id,
+                vec![("status", "terminated".into()), ("terminated_on", (*terminated_on).into())],
+                position,
+            ),
+            Change::InsertPayment(r) => {
+                inserts.payments.push(vec![
+                    r.id.as_str().into(),
+                    r.contract_id.as_str().into(),
+                    r.amount_fen.into(),
+                    r.settled_at.into(),
+                    r.settlement_date.into(),
+                    r.bank_reference.as_str().into(),
+                    0i64.into(),
+                    position.into(),
+                    position.into(),
+                ]);
+                self.contract_sums.add(&r.contract_id, [r.amount_fen, 0], position);
+            }
+            Change::InsertReversal(r) => {
+                inserts.reversals.push(vec![
+                    r.id.as_str().into(),
+                    r.payment_id.as_str().into(),
+                    r.contract_id.as_str().into(),
+                    r.amount_fen.into(),
+                    r.reversed_at.into(),
+                    r.reversal_date.into(),
+                    r.reason.as_str().into(),
+                    position.into(),
+                ]);
+                self.payment_sums.add(&r.payment_id, [r.amount_fen], position);
+                self.contract_sums.add(&r.contract_id, [0, r.amount_fen], position);
+            }
+            Change::InsertPolicyVersion(r) => inserts.policy_versions.push(vec![
+                r.policy.into(),
+                r.version.into(),
+                r.rate.as_str().into(),
+                r.cap_fen.into(),
+                r.cap_period.into(),
+                r.basis.into(),
+                r.effective_from.into(),
+                r.effective_until.into(),
+                r.source.as_str().into(),
+                position.into(),
+            ]),
+        }
+        Ok(())
+    }
+
+    /// Writes everything held back, in the order described on [`Deferred`].
+    pub(super) async fn flush(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        let claims = self.claims.len() as u64;
+        let claimed = self.claims.write(tx).await?;
+        if claimed != claims {
+            return Err(StoreError::Inconsistent(format!(
+                "{} of {claims} unique values replayed from the log were already claimed: the log claims a value twice",
+                claims - claimed
+            )));
+        }
+        self.completers_deleted.write(tx).await?;
+        self.completers_inserted.clear();
+        self.inserts.write(tx).await?;
+        for patches in [
+            &mut self.organisations,
+            &mut self.accreditations,
+            &mut self.achievements,
+            &mut self.demands,
+            &mut self.matches,
+            &mut self.contracts,
+        ] {
+            patches.write(tx).await?;
+        }
+        self.write_match_statuses(tx).await?;
+        self.contract_sums.write(tx).await?;
+        self.payment_sums.write(tx).await
+    }
+
+    /// A match's status follows from both answers (the rule of `Match::status`).
+    async fn write_match_statuses(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        if self.matches_answered.is_empty() {
+            return Ok(());
+        }
+        let mut update = Rows::new(
+            "UPDATE matches SET status = CASE \
+               WHEN owner_answer = 'declined' OR enterprise_answer = 'declined' THEN 'declined' \
+               WHEN owner_answer = 'accepted' AND enterprise_answer = 'accepted' THEN 'accepted' \
+               ELSE 'proposed' END \
+             FROM (VALUES",
+            1,
+            ") AS v WHERE matches.id = v.column1",
+        );
+        let expected = self.matches_answered.len() as u64;
+        for id in self.matches_answered.drain() {
+            update.push(vec![id.into()]);
+        }
+        expect_changed(update.write(tx).await?, expected, "deriving the status of answered matches")
+    }
+}
+
+fn expect_changed(changed: u64, expected: u64, what: &str) -> Result<(), StoreError> {
+    if changed != expected {
+        return Err(StoreError::Inconsistent(format!("{what} changed {changed} rows instead of {expected}")));
+    }
+    Ok(())
+}
+
+/// Column assignments to existing rows of one table, by id: per row, merged in log order (a
+/// later value of a column replaces an earlier one) with the position of the last change
+/// (the row's new `updated_position`, never moved back), and written by one
+/// `UPDATE ... FROM (VALUES (id, values .., position), ...)` per set of assigned columns.
+struct Patches {
+    table: &'static str,
+    rows: hashlink::LinkedHashMap<String, Patch>,
+}
+
+struct Patch {
+    set: Vec<(&'static str, Value)>,
+    position: Position,
+}
+
+impl Patches {
+    fn new(table: &'static str) -> Self {
+        Patches { table, rows: hashlink::LinkedHashMap::new() }
+    }
+
+    fn set(&mut self, id: &str, columns: Vec<(&'static str, Value)>, position: Position) {
+        let patch = self.rows.entry(id.to_owned()).or_insert_with(|| Patch { set: Vec::new(), position });
+        for (column, value) in columns {
+            match patch.set.iter_mut().find(|(c, _)| *c == column) {
+                Some(slot) => slot.1 = value,
+                None => patch.set.push((column, value)),
+            }
+        }
+        assert!(position >= patch.position, "changes are applied in log order");
+        patch.position = position;
+    }
+
+    /// Writes the patches; each id must name exactly one row.
+    async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        let mut shapes: hashlink::LinkedHashMap<Vec<&'static str>, (Rows, u64)> = hashlink::LinkedHashMap::new();
+        for (id, mut patch) in self.rows.drain() {
+            patch.set.sort_unstable_by_key(|(column, _)| *column);
+            let columns: Vec<&'static str> = patch.set.iter().map(|(column, _)| *column).collect();
+            let table = self.table;
+            let (rows, count) = shapes.entry(columns.clone()).or_insert_with(|| (update_sql(table, &columns), 0));
+            let mut row = Vec::with_capacity(patch.set.len() + 2);
+            row.push(id.into());
+            row.extend(patch.set.into_iter().map(|(_, value)| value));
+            row.push(patch.position.into());
+            rows.push(row);
+            *count += 1;
+        }
+        for (columns, (mut rows, expected)) in shapes {
+            let what = format!("setting {columns:?} of {}", self.table);
+            expect_changed(rows.write(tx).await?, expected, &what)?;
+        }
+        Ok(())
+    }
+}
+
+/// `UPDATE t SET a = v.column2, .., updated_position = (the later of both) FROM (VALUES`
+/// `(id, a, .., position), ..) AS v WHERE t.id = v.column1`.
+fn update_sql(table: &'static str, columns: &[&'static str]) -> Rows {
+    let position = format!("v.column{}", columns.len() + 2);
+    let mut head = format!("UPDATE {table} SET ");
+    for (i, column) in columns.iter().enumerate() {
+        head.push_str(&format!("{column} = v.column{}, ", i + 2));
+    }
+    head.push_str(&format!(
+        "updated_position = CASE WHEN {position} > updated_position THEN {position} ELSE updated_position END FROM (VALUES"
+    ));
+    Rows::new(head, columns.len() + 2, format!(") AS v WHERE {table}.id = v.column1"))
+}
+
 /// `N` amounts added to columns of rows by id, with the position of the last addition (the
-/// row's new `updated_position`), kept in the order the rows were first touched; written by
-/// one `UPDATE ... FROM (VALUES (id, sum 1 .. sum N, position), ...)`.
+/// row's new `updated_position`, never moved back), kept in the order the rows were first
+/// touched; written by one `UPDATE ... FROM (VALUES (id, sum 1 .. sum N, position), ...)`.
 struct Sums<const N: usize> {
     head: &'static str,
     tail: &'static str,
@@ -407,63 +624,7 @@ impl<const N: usize> Sums<N> {
             row.push(position.into());
             update.push(row);
         }
-        let changed = update.write(tx).await?;
-        if changed != expected {
-            return Err(StoreError::Inconsistent(format!(
-                "adding payments with `{}` changed {changed} rows instead of {expected}",
-                self.head
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl Deferred {
-    /// Applies `change` made by the event at `position`, now or at the next [`flush`](Self::flush).
-    pub(super) async fn apply(&mut self, tx: &mut Tx, change: &Change, position: Position) -> Result<(), StoreError> {
-        match change {
-            Change::InsertPayment(r) => {
-                self.payments.push(vec![
-                    r.id.as_str().into(),
-                    r.contract_id.as_str().into(),
-                    r.amount_fen.into(),
-                    r.settled_at.into(),
-                    r.settlement_date.into(),
-                    r.bank_reference.as_str().into(),
-                    0i64.into(),
-                    position.into(),
-                    position.into(),
-                ]);
-                self.contracts.add(&r.contract_id, [r.amount_fen, 0], position);
-            }
-            Change::InsertReversal(r) => {
-                self.reversals.push(vec![
-                    r.id.as_str().into(),
-                    r.payment_id.as_str().into(),
-                    r.contract_id.as_str().into(),
-                    r.amount_fen.into(),
-                    r.reversed_at.into(),
-                    r.reversal_date.into(),
-                    r.reason.as_str().into(),
-                    position.into(),
-                ]);
-                self.payments_reversed.add(&r.payment_id, [r.amount_fen], position);
-                self.contracts.add(&r.contract_id, [0, r.amount_fen], position);
-            }
-            Change::Claim { .. } => apply(tx, change, position).await?,
-            _ => {
-                self.flush(tx).await?;
-                apply(tx, change, position).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes everything held back: the inserts, then the sums (which may add to them).
-    pub(super) async fn flush(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
-        self.payments.write(tx).await?;
-        self.reversals.write(tx).await?;
-        self.contracts.write(tx).await?;
-        self.payments_reversed.write(tx).await
+        let what = format!("adding payments with `{}`", self.head);
+        expect_changed(update.write(tx).await?, expected, &what)
     }
 }

@@ -50,10 +50,12 @@ impl Store {
         let mut runtime = self.policy_runtime.lock().await;
         runtime.invalidate();
         let mut projections = Projections::new();
-        let replayed = match rebuild_in(&mut tx, &mut projections, &mut progress).await {
-            Ok(replayed) => replayed,
-            Err(e) => return Err(e),
-        };
+        let previous_cache = sqlite_cache_for_rebuild(&mut tx).await?;
+        let replayed = rebuild_in(&mut tx, &mut projections, &mut progress).await;
+        if let Some(previous) = previous_cache {
+            restore_sqlite_cache(&mut tx, previous).await?;
+        }
+        let replayed = replayed?;
         tx.commit().await?;
         let head_position = projections.position();
         runtime.state = Some(projections);
@@ -104,6 +106,30 @@ impl Store {
         lines.sort();
         Ok(lines)
     }
+}
+
+/// SQLite's page cache while rebuilding, in KiB. The rebuild is one long transaction that
+/// changes far more pages than the default cache (2 MiB) holds, and SQLite then spills dirty
+/// pages to the WAL mid-transaction and reads them back. Measured on the benchmark's default
+/// data (555,598 events): 23.5 s with the default cache, 19.4-21.3 s with this one, for
+/// 270 MiB more peak memory. The cache is bounded by this figure, whatever the size of the log.
+const SQLITE_REBUILD_CACHE_KIB: i64 = 262_144;
+
+/// On SQLite, a large page cache for this transaction's connection; returns the setting it
+/// replaces, for [`restore_sqlite_cache`] to give back before the connection returns to the
+/// pool.
+async fn sqlite_cache_for_rebuild(tx: &mut Tx) -> Result<Option<i64>, StoreError> {
+    let Tx::Sqlite(c, _) = tx else { return Ok(None) };
+    let previous: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&mut **c).await?;
+    let sql = format!("PRAGMA cache_size = -{SQLITE_REBUILD_CACHE_KIB}");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut **c).await?;
+    Ok(Some(previous))
+}
+
+async fn restore_sqlite_cache(tx: &mut Tx, previous: i64) -> Result<(), StoreError> {
+    let Tx::Sqlite(c, _) = tx else { unreachable!("set on SQLite only") };
+    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = {previous}"))).execute(&mut **c).await?;
+    Ok(())
 }
 
 /// Empties the read models and replays the log into them: every line is written, but of the

@@ -5,6 +5,8 @@
 //! SQLite gets `?` placeholders (numbered `$n` ones make its binding quadratic in the number
 //! of parameters); PostgreSQL gets `$n`. Statements stay under both engines' parameter limits.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{StoreError, Tx, with_conn};
@@ -15,17 +17,22 @@ const PARAMETERS_MAX: usize = 30_000;
 /// A value to bind, whatever its SQL type.
 #[derive(Debug, Clone)]
 pub(super) enum Value {
-    Int(i64),
+    Int(Option<i64>),
     Int32(Option<i32>),
     Text(Option<String>),
     Bool(bool),
-    Date(NaiveDate),
+    Date(Option<NaiveDate>),
     Time(DateTime<Utc>),
     Bytes(Vec<u8>),
 }
 
 impl From<i64> for Value {
     fn from(v: i64) -> Value {
+        Value::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Value {
         Value::Int(v)
     }
 }
@@ -61,6 +68,11 @@ impl From<bool> for Value {
 }
 impl From<NaiveDate> for Value {
     fn from(v: NaiveDate) -> Value {
+        Value::Date(Some(v))
+    }
+}
+impl From<Option<NaiveDate>> for Value {
+    fn from(v: Option<NaiveDate>) -> Value {
         Value::Date(v)
     }
 }
@@ -75,19 +87,25 @@ impl From<Vec<u8>> for Value {
     }
 }
 
-/// The rows of one INSERT, collected until [`Rows::write`].
+/// The rows of one statement with a VALUES list (an INSERT, or an UPDATE or DELETE that
+/// joins one), collected until [`Rows::write`].
 pub(super) struct Rows {
     /// `INSERT INTO t (a, b, c) VALUES`
-    head: &'static str,
+    head: Cow<'static, str>,
     columns: usize,
     /// What follows the VALUES list (`ON CONFLICT ...`), or "".
-    tail: &'static str,
+    tail: Cow<'static, str>,
     values: Vec<Value>,
 }
 
 impl Rows {
-    pub(super) fn new(head: &'static str, columns: usize, tail: &'static str) -> Rows {
-        Rows { head, columns, tail, values: Vec::new() }
+    pub(super) fn new(head: impl Into<Cow<'static, str>>, columns: usize, tail: impl Into<Cow<'static, str>>) -> Rows {
+        Rows { head: head.into(), columns, tail: tail.into(), values: Vec::new() }
+    }
+
+    /// Rows collected and not yet written.
+    pub(super) fn len(&self) -> usize {
+        self.values.len() / self.columns
     }
 
     pub(super) fn push(&mut self, row: Vec<Value>) {
@@ -134,7 +152,7 @@ impl Rows {
         let mut sql = format!("{} {}", self.head, values_list(rows, self.columns, numbered));
         if !self.tail.is_empty() {
             sql.push(' ');
-            sql.push_str(self.tail);
+            sql.push_str(&self.tail);
         }
         sql
     }
