@@ -1,6 +1,7 @@
 //! Prometheus metrics at `/metrics`: HTTP requests and latencies (actix-web-prom), and the
 //! ledger's own figures: commands committed, events appended, concurrency conflicts,
-//! idempotent replays, the log's head position and the projections' lag behind it.
+//! idempotent replays, group commits, lookups in the cache of folded streams, the log's head
+//! position and the projections' lag behind it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use ledger::service::{Ledger, LedgerStats};
+use ledger::state_cache::StateCache;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntGauge, Opts};
@@ -16,10 +18,11 @@ use prometheus::{IntCounter, IntGauge, Opts};
 struct LedgerCollector {
     stats: Arc<LedgerStats>,
     store: ledger::store::Store,
+    states: Arc<StateCache>,
     descs: Vec<Desc>,
 }
 
-const COUNTERS: [(&str, &str); 6] = [
+const COUNTERS: [(&str, &str); 8] = [
     ("techmarket_commands_committed_total", "Commands whose events were committed."),
     ("techmarket_events_appended_total", "Events appended to the log by this process."),
     (
@@ -32,12 +35,18 @@ const COUNTERS: [(&str, &str); 6] = [
         "techmarket_append_batch_requests_total",
         "Append requests carried by those transactions (requests / batches = the mean batch size).",
     ),
+    (
+        "techmarket_state_cache_hits_total",
+        "Streams a decision found in the cache of folded streams (nothing read from the log).",
+    ),
+    ("techmarket_state_cache_misses_total", "Streams a decision looked for in that cache and read from the log."),
 ];
 
 impl LedgerCollector {
-    fn values(&self) -> [u64; 6] {
+    fn values(&self) -> [u64; 8] {
         let s = &self.stats;
         let group = self.store.group_commit_stats();
+        let cache = self.states.lookups();
         [
             s.commands_committed.load(Ordering::Relaxed),
             s.events_appended.load(Ordering::Relaxed),
@@ -45,6 +54,8 @@ impl LedgerCollector {
             s.idempotent_replays.load(Ordering::Relaxed),
             group.batches,
             group.requests,
+            cache.hits,
+            cache.misses,
         ]
     }
 }
@@ -83,6 +94,7 @@ pub fn build(ledger: &Ledger) -> anyhow::Result<(PrometheusMetrics, LagGauges)> 
     prometheus.registry.register(Box::new(LedgerCollector {
         stats: ledger.stats_handle(),
         store: ledger.store().clone(),
+        states: ledger.state_cache_handle(),
         descs,
     }))?;
     let lag = LagGauges {

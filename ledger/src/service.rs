@@ -103,6 +103,11 @@ impl Ledger {
         &self.states
     }
 
+    /// The state cache, for readers that outlive a borrow (`/metrics`).
+    pub fn state_cache_handle(&self) -> Arc<StateCache> {
+        self.states.clone()
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -231,7 +236,7 @@ impl Ledger {
             }
             let mut missing = Vec::with_capacity(needed.len());
             for stream in needed {
-                match self.states.get(&stream).filter(|_| use_cache) {
+                match use_cache.then(|| self.states.get(&stream)).flatten() {
                     Some(loaded) => {
                         facts.insert(stream.clone(), loaded);
                         cached.push(stream);

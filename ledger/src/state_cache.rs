@@ -13,6 +13,7 @@
 //! the cached version exactly; anything else drops the entry.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashlink::LruCache;
 
@@ -26,6 +27,15 @@ pub const STATE_CACHE_STREAMS: usize = 65_536;
 
 pub struct StateCache {
     entries: Mutex<LruCache<StreamId, Loaded>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// How often [`StateCache::get`] found the stream, since the process started (`/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lookups {
+    pub hits: u64,
+    pub misses: u64,
 }
 
 impl Default for StateCache {
@@ -37,7 +47,7 @@ impl Default for StateCache {
 impl StateCache {
     pub fn with_capacity(streams: usize) -> StateCache {
         assert!(streams > 0, "a state cache holds at least one stream");
-        StateCache { entries: Mutex::new(LruCache::new(streams)) }
+        StateCache { entries: Mutex::new(LruCache::new(streams)), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, LruCache<StreamId, Loaded>> {
@@ -46,9 +56,16 @@ impl StateCache {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The cached state of `stream`, if any.
+    /// The cached state of `stream`, if any; counted as a hit or a miss.
     pub fn get(&self, stream: &StreamId) -> Option<Loaded> {
-        self.entries().get(stream).cloned()
+        let found = self.entries().get(stream).cloned();
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    pub fn lookups(&self) -> Lookups {
+        Lookups { hits: self.hits.load(Ordering::Relaxed), misses: self.misses.load(Ordering::Relaxed) }
     }
 
     /// Records `loaded`, read from the log, unless the cache already holds a later version
@@ -192,5 +209,7 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert!(cache.get(&streams[1]).is_none());
         assert!(cache.get(&streams[0]).is_some() && cache.get(&streams[2]).is_some());
+        // Every lookup above is counted for `/metrics`: three found, one not.
+        assert_eq!(cache.lookups(), Lookups { hits: 3, misses: 1 });
     }
 }
