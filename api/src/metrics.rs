@@ -1,7 +1,7 @@
 //! Prometheus metrics at `/metrics`: HTTP requests and latencies (actix-web-prom), and the
 //! ledger's own figures: commands committed, events appended, concurrency conflicts,
-//! idempotent replays, group commits, lookups in the cache of folded streams, the log's head
-//! position and the projections' lag behind it.
+//! idempotent replays, group commits (with histograms of their duration and size), lookups
+//! in the cache of folded streams, the log's head position and the projections' lag behind it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,7 +12,7 @@ use ledger::service::{Ledger, LedgerStats};
 use ledger::state_cache::StateCache;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntGauge, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts};
 
 /// Reads the ledger's counters at scrape time.
 struct LedgerCollector {
@@ -104,9 +104,33 @@ pub fn build(ledger: &Ledger) -> anyhow::Result<(PrometheusMetrics, LagGauges)> 
             "Events in the log not yet applied by the slowest projection (0 when projections keep up).",
         ))?,
     };
+    observe_append_batches(&prometheus.registry, ledger)?;
     prometheus.registry.register(Box::new(lag.head.clone()))?;
     prometheus.registry.register(Box::new(lag.lag.clone()))?;
     Ok((prometheus, lag))
+}
+
+/// Histograms of the append batches (group commits) of this process: how long each took from
+/// `BEGIN` to its commit, and how many requests it carried.
+fn observe_append_batches(registry: &prometheus::Registry, ledger: &Ledger) -> anyhow::Result<()> {
+    let seconds = Histogram::with_opts(
+        HistogramOpts::new(
+            "techmarket_append_batch_seconds",
+            "Time an append batch (one transaction, one commit) took from BEGIN to its commit.",
+        )
+        .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+    )?;
+    let requests = Histogram::with_opts(
+        HistogramOpts::new("techmarket_append_batch_size", "Append requests one batch carried.")
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+    )?;
+    registry.register(Box::new(seconds.clone()))?;
+    registry.register(Box::new(requests.clone()))?;
+    ledger.store().observe_append_batches(std::sync::Arc::new(move |size, took| {
+        seconds.observe(took.as_secs_f64());
+        requests.observe(size as f64);
+    }));
+    Ok(())
 }
 
 /// Gauges refreshed in the background from the database.

@@ -188,6 +188,8 @@ both_backends!(metrics_and_request_ids_are_exposed, |db| async move {
         "techmarket_events_appended_total 1",
         "techmarket_append_batches_total 1",
         "techmarket_append_batch_requests_total 1",
+        "techmarket_append_batch_seconds_count 1",
+        "techmarket_append_batch_size_bucket{le=\"1\"} 1",
         // The broker's stream was new: looked for in the cache, not found.
         "techmarket_state_cache_hits_total 0",
         "techmarket_state_cache_misses_total",

@@ -37,12 +37,17 @@ struct Pending {
     reply: oneshot::Sender<Reply>,
 }
 
+/// Told of every batch when it ends: how many requests it carried and how long it took from
+/// its `BEGIN` to its commit (or failure). The server feeds histograms at `/metrics` with it.
+pub type BatchObserver = Arc<dyn Fn(usize, std::time::Duration) + Send + Sync>;
+
 /// The queue of appends waiting for the next commit, and whether a drain task is running.
 pub(crate) struct GroupCommit {
     queue: Mutex<Vec<Pending>>,
     draining: AtomicBool,
     batches: AtomicU64,
     requests: AtomicU64,
+    observer: std::sync::RwLock<Option<BatchObserver>>,
     /// Where drain tasks run: the runtime the store was opened on, when there was one.
     home: Option<Handle>,
 }
@@ -64,6 +69,7 @@ impl GroupCommit {
             draining: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            observer: std::sync::RwLock::new(None),
             home: Handle::try_current().ok(),
         }
     }
@@ -93,6 +99,11 @@ impl Store {
             batches: self.group.batches.load(Ordering::Relaxed),
             requests: self.group.requests.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sets what is told of every append batch of this store (replacing any earlier one).
+    pub fn observe_append_batches(&self, observer: BatchObserver) {
+        *self.group.observer.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(observer);
     }
 
     /// Appends one request, committed together with whatever other requests are waiting.
@@ -138,7 +149,12 @@ impl Store {
         self.group.requests.fetch_add(size as u64, Ordering::Relaxed);
         let started = std::time::Instant::now();
         let outcome = self.append_batch_inner(&requests).await;
-        tracing::debug!(size, micros = started.elapsed().as_micros() as u64, ok = outcome.is_ok(), "append batch");
+        let took = started.elapsed();
+        tracing::debug!(size, micros = took.as_micros() as u64, ok = outcome.is_ok(), "append batch");
+        let observer = self.group.observer.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        if let Some(observe) = observer {
+            observe(size, took);
+        }
         match outcome {
             Ok(results) => {
                 assert_eq!(results.len(), size, "one result per request");

@@ -9,7 +9,7 @@
 
 mod append;
 mod group;
-pub use group::{BATCH_REQUESTS_MAX, GroupCommitStats};
+pub use group::{BATCH_REQUESTS_MAX, BatchObserver, GroupCommitStats};
 mod import;
 mod policy;
 mod project;
