@@ -76,11 +76,18 @@ impl Ledger {
         Ok(if as_of.position >= head { LineSource::Tables } else { LineSource::Replay })
     }
 
-    async fn lines(&self, as_of: &AsOf, source: LineSource) -> Result<Lines, ReportError> {
+    /// The policy book and, for a replay, the replayed outputs `keep` accepts (the statement's
+    /// own lines: memory in the size of the statement, not of the log).
+    async fn lines(
+        &self,
+        as_of: &AsOf,
+        source: LineSource,
+        keep: impl FnMut(&Output) -> bool,
+    ) -> Result<Lines, ReportError> {
         Ok(match source {
             LineSource::Tables => Lines { book: self.store().policy_book(as_of.position).await?, replayed: None },
             LineSource::Replay => {
-                let (state, outputs) = self.store().replay_policy(as_of.position).await?;
+                let (state, outputs) = self.store().replay_policy(as_of.position, keep).await?;
                 Lines { book: state.policies().clone(), replayed: Some(outputs) }
             }
         })
@@ -97,11 +104,7 @@ impl Ledger {
             Some(outputs) => outputs
                 .iter()
                 .filter_map(|o| if let Output::SubsidyLine(l) = o { Some(l) } else { None })
-                .filter(|l| match &scope {
-                    SubsidyScope::Year(y) => l.year() == *y,
-                    SubsidyScope::Achievement(a) => l.achievement_id == *a,
-                    SubsidyScope::Completer(name) => l.completers.iter().any(|c| &c.name == name),
-                })
+                .filter(|l| scope.holds(l))
                 .cloned()
                 .collect(),
         })
@@ -113,8 +116,9 @@ impl Ledger {
         as_of: AsOf,
         source: LineSource,
     ) -> Result<CompleterStatement, ReportError> {
-        let lines = self.lines(&as_of, source).await?;
-        let subsidy = self.subsidy_lines_in(&lines, &as_of, SubsidyScope::Year(year)).await?;
+        let scope = SubsidyScope::Year(year);
+        let lines = self.lines(&as_of, source, subsidy_lines_of(&scope)).await?;
+        let subsidy = self.subsidy_lines_in(&lines, &as_of, scope).await?;
         Ok(completer_statement(year, as_of, &lines.book, subsidy))
     }
 
@@ -124,8 +128,9 @@ impl Ledger {
         as_of: AsOf,
         source: LineSource,
     ) -> Result<AchievementSubsidy, ReportError> {
-        let lines = self.lines(&as_of, source).await?;
-        let subsidy = self.subsidy_lines_in(&lines, &as_of, SubsidyScope::Achievement(achievement)).await?;
+        let scope = SubsidyScope::Achievement(achievement);
+        let lines = self.lines(&as_of, source, subsidy_lines_of(&scope)).await?;
+        let subsidy = self.subsidy_lines_in(&lines, &as_of, scope).await?;
         Ok(achievement_subsidy(achievement, as_of, &lines.book, subsidy))
     }
 
@@ -136,8 +141,9 @@ impl Ledger {
         as_of: AsOf,
         source: LineSource,
     ) -> Result<CompleterSubsidies, ReportError> {
-        let lines = self.lines(&as_of, source).await?;
-        let subsidy = self.subsidy_lines_in(&lines, &as_of, SubsidyScope::Completer(name.to_owned())).await?;
+        let scope = SubsidyScope::Completer(name.to_owned());
+        let lines = self.lines(&as_of, source, subsidy_lines_of(&scope)).await?;
+        let subsidy = self.subsidy_lines_in(&lines, &as_of, scope).await?;
         let total = subsidy.iter().flat_map(|l| l.completers.iter()).filter(|c| c.name == name).map(|c| c.amount).sum();
         Ok(CompleterSubsidies { name: name.to_owned(), as_of, lines: subsidy, total })
     }
@@ -148,13 +154,16 @@ impl Ledger {
         as_of: AsOf,
         source: LineSource,
     ) -> Result<IncentiveStatement, ReportError> {
-        let lines = self.lines(&as_of, source).await?;
+        // Dated in the year, or counted towards its cap (as the tables' query selects).
+        let holds = |l: &IncentiveLine| l.year() == year || l.incentive_year == year;
+        let keep = |o: &Output| matches!(o, Output::IncentiveLine(l) if holds(l));
+        let lines = self.lines(&as_of, source, keep).await?;
         let incentive: Vec<IncentiveLine> = match &lines.replayed {
             None => self.store().incentive_lines(year, as_of.position).await?,
             Some(outputs) => outputs
                 .iter()
                 .filter_map(|o| if let Output::IncentiveLine(l) = o { Some(l) } else { None })
-                .filter(|l| l.year() == year || l.incentive_year == year)
+                .filter(|l| holds(l))
                 .cloned()
                 .collect(),
         };
@@ -167,7 +176,8 @@ impl Ledger {
         as_of: AsOf,
         source: LineSource,
     ) -> Result<TurnoverStatement, ReportError> {
-        let lines = self.lines(&as_of, source).await?;
+        let keep = |o: &Output| matches!(o, Output::TurnoverLine(l) if l.year() == year);
+        let lines = self.lines(&as_of, source, keep).await?;
         let turnover: Vec<TurnoverLine> = match &lines.replayed {
             None => self.store().turnover_lines(year, as_of.position).await?,
             Some(outputs) => outputs
@@ -184,4 +194,9 @@ impl Ledger {
     pub async fn policies(&self, as_of: &AsOf) -> Result<PolicyBook, ReportError> {
         Ok(self.store().policy_book(as_of.position).await?)
     }
+}
+
+/// Keeps the replayed subsidy lines in `scope`.
+fn subsidy_lines_of(scope: &SubsidyScope) -> impl FnMut(&Output) -> bool + '_ {
+    move |o| matches!(o, Output::SubsidyLine(l) if scope.holds(l))
 }

@@ -67,11 +67,17 @@ pub(super) async fn caught_up<'r>(
 
 impl Store {
     /// Folds the log up to `upto` (inclusive) from scratch: the projections as they stood at
-    /// that position, and every output they made on the way.
-    pub async fn replay_policy(&self, upto: Position) -> Result<(Projections, Vec<Output>), StoreError> {
+    /// that position, and the outputs they made on the way that `keep` accepts. The others
+    /// are dropped as they are made: a statement keeps its own lines, not a whole log's
+    /// outputs (about ten per payment: lines, totals and cells of every projection).
+    pub async fn replay_policy(
+        &self,
+        upto: Position,
+        mut keep: impl FnMut(&Output) -> bool,
+    ) -> Result<(Projections, Vec<Output>), StoreError> {
         let mut state = Projections::new();
         let mut outputs = Vec::new();
-        self.fold_log(&mut state, upto, |made| outputs.extend(made)).await?;
+        self.fold_log(&mut state, upto, |made| outputs.extend(made.into_iter().filter(|o| keep(o)))).await?;
         Ok((state, outputs))
     }
 

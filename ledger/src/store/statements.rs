@@ -25,6 +25,17 @@ pub enum SubsidyScope {
     Completer(String),
 }
 
+impl SubsidyScope {
+    /// Whether `line` is in scope (what the tables' queries select, for replayed lines).
+    pub fn holds(&self, line: &crate::projection::SubsidyLine) -> bool {
+        match self {
+            SubsidyScope::Year(y) => line.year() == *y,
+            SubsidyScope::Achievement(a) => line.achievement_id == *a,
+            SubsidyScope::Completer(name) => line.completers.iter().any(|c| &c.name == name),
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(super) struct SubsidyRow {
     pub(super) position: i64,
