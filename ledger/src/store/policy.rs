@@ -106,27 +106,41 @@ impl Store {
         })
     }
 
-    /// Folds the events after `state`'s position up to `upto` (inclusive) into it, page by page.
-    /// A task of its own reads and decodes the next pages while this one folds (a pipeline two
-    /// pages deep): reading and decoding take most of the time, and the fold waits for neither.
+    /// Folds the events after `state`'s position up to `upto` (inclusive) into it, page by page,
+    /// in a pipeline of three stages, each two pages deep: a task reads the next pages, a
+    /// blocking thread decodes them, and this task folds. Reading and decoding take most of
+    /// the time, and on its own thread decoding overlaps both reading and folding, even on the
+    /// server's single-threaded worker runtimes.
     async fn fold_log(
         &self,
         state: &mut Projections,
         upto: Position,
         mut made: impl FnMut(Vec<Output>),
     ) -> Result<(), StoreError> {
-        let (pages, mut next) = tokio::sync::mpsc::channel::<Result<Vec<RecordedEvent>, StoreError>>(2);
+        type Page<T> = Result<Vec<T>, StoreError>;
+        let (stored, mut to_decode) = tokio::sync::mpsc::channel::<Page<super::StoredEvent>>(2);
+        let (decoded, mut next) = tokio::sync::mpsc::channel::<Page<RecordedEvent>>(2);
         let store = self.clone();
         let mut after = state.position();
-        // Ends when the log up to `upto` is read, at the first error, or when nobody listens.
+        // Each stage ends after the last (empty) page, at the first error, or when the next
+        // stage stops listening.
         tokio::spawn(async move {
             loop {
-                let page = store.decoded_page(after, upto).await;
+                let page = store.stored_page(after, upto).await;
                 let done = match &page {
-                    Ok(events) => events.last().map(|e| after = e.position).is_none(),
+                    Ok(rows) => rows.last().map(|r| after = r.position).is_none(),
                     Err(_) => true,
                 };
-                if pages.send(page).await.is_err() || done {
+                if stored.send(page).await.is_err() || done {
+                    return;
+                }
+            }
+        });
+        tokio::task::spawn_blocking(move || {
+            while let Some(page) = to_decode.blocking_recv() {
+                let page = page.and_then(|rows| rows.iter().map(super::StoredEvent::decode).collect::<Page<_>>());
+                let done = page.as_ref().map_or(true, Vec::is_empty);
+                if decoded.blocking_send(page).is_err() || done {
                     return;
                 }
             }
@@ -144,12 +158,11 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `PAGE_ROWS` events after `after` up to `upto` (inclusive), decoded, in log order.
-    async fn decoded_page(&self, after: Position, upto: Position) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows: Vec<super::StoredEvent> = with_pool!(&self.db, |p| {
+    /// Up to `PAGE_ROWS` stored events after `after` up to `upto` (inclusive), in log order.
+    async fn stored_page(&self, after: Position, upto: Position) -> Result<Vec<super::StoredEvent>, StoreError> {
+        Ok(with_pool!(&self.db, |p| {
             sqlx::query_as(EVENTS_IN_RANGE).bind(after).bind(upto).bind(PAGE_ROWS).fetch_all(p).await
-        })?;
-        rows.iter().map(super::StoredEvent::decode).collect()
+        })?)
     }
 }
 
