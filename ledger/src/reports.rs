@@ -8,7 +8,7 @@ use crate::chain::GENESIS;
 use crate::event::Position;
 use crate::ids::AchievementId;
 use crate::policy::PolicyBook;
-use crate::projection::{IncentiveLine, Output, SubsidyLine, TurnoverLine};
+use crate::projection::{Output, SubsidyLine};
 use crate::service::Ledger;
 use crate::statement::*;
 use crate::store::StoreError;
@@ -38,12 +38,6 @@ pub enum ReportError {
     BeyondHead { requested: Position, head: Position },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The lines a statement is built from, with the policy book of that state.
-struct Lines {
-    book: PolicyBook,
-    replayed: Option<Vec<Output>>,
 }
 
 /// A completer's lines across achievements: each line with that completer's part.
@@ -76,38 +70,36 @@ impl Ledger {
         Ok(if as_of.position >= head { LineSource::Tables } else { LineSource::Replay })
     }
 
-    /// The policy book and, for a replay, the replayed outputs `keep` accepts (the statement's
+    /// A statement's lines as of `as_of`, with the policy book of that state: read from the
+    /// tables, or replayed from the log keeping only the outputs `pick` takes (the statement's
     /// own lines: memory in the size of the statement, not of the log).
-    async fn lines(
+    async fn lines<T>(
         &self,
         as_of: &AsOf,
         source: LineSource,
-        keep: impl FnMut(&Output) -> bool,
-    ) -> Result<Lines, ReportError> {
+        pick: impl FnMut(Output) -> Option<T>,
+        from_tables: impl Future<Output = Result<Vec<T>, StoreError>>,
+    ) -> Result<(PolicyBook, Vec<T>), ReportError> {
         Ok(match source {
-            LineSource::Tables => Lines { book: self.store().policy_book(as_of.position).await?, replayed: None },
+            LineSource::Tables => (self.store().policy_book(as_of.position).await?, from_tables.await?),
             LineSource::Replay => {
-                let (state, outputs) = self.store().replay_policy(as_of.position, keep).await?;
-                Lines { book: state.policies().clone(), replayed: Some(outputs) }
+                let (state, lines) = self.store().replay_policy(as_of.position, pick).await?;
+                (state.policies().clone(), lines)
             }
         })
     }
 
-    async fn subsidy_lines_in(
+    async fn subsidy_lines(
         &self,
-        lines: &Lines,
         as_of: &AsOf,
+        source: LineSource,
         scope: SubsidyScope,
-    ) -> Result<Vec<SubsidyLine>, ReportError> {
-        Ok(match &lines.replayed {
-            None => self.store().subsidy_lines(&scope, as_of.position).await?,
-            Some(outputs) => outputs
-                .iter()
-                .filter_map(|o| if let Output::SubsidyLine(l) = o { Some(l) } else { None })
-                .filter(|l| scope.holds(l))
-                .cloned()
-                .collect(),
-        })
+    ) -> Result<(PolicyBook, Vec<SubsidyLine>), ReportError> {
+        let pick = |o| match o {
+            Output::SubsidyLine(l) if scope.holds(&l) => Some(l),
+            _ => None,
+        };
+        self.lines(as_of, source, pick, self.store().subsidy_lines(&scope, as_of.position)).await
     }
 
     pub async fn completer_statement(
@@ -116,10 +108,8 @@ impl Ledger {
         as_of: AsOf,
         source: LineSource,
     ) -> Result<CompleterStatement, ReportError> {
-        let scope = SubsidyScope::Year(year);
-        let lines = self.lines(&as_of, source, subsidy_lines_of(&scope)).await?;
-        let subsidy = self.subsidy_lines_in(&lines, &as_of, scope).await?;
-        Ok(completer_statement(year, as_of, &lines.book, subsidy))
+        let (book, subsidy) = self.subsidy_lines(&as_of, source, SubsidyScope::Year(year)).await?;
+        Ok(completer_statement(year, as_of, &book, subsidy))
     }
 
     pub async fn achievement_subsidy(
@@ -128,10 +118,8 @@ impl Ledger {
         as_of: AsOf,
         source: LineSource,
     ) -> Result<AchievementSubsidy, ReportError> {
-        let scope = SubsidyScope::Achievement(achievement);
-        let lines = self.lines(&as_of, source, subsidy_lines_of(&scope)).await?;
-        let subsidy = self.subsidy_lines_in(&lines, &as_of, scope).await?;
-        Ok(achievement_subsidy(achievement, as_of, &lines.book, subsidy))
+        let (book, subsidy) = self.subsidy_lines(&as_of, source, SubsidyScope::Achievement(achievement)).await?;
+        Ok(achievement_subsidy(achievement, as_of, &book, subsidy))
     }
 
     /// Every line in which a completer of `name` has a part, and the sum of their parts.
@@ -141,9 +129,7 @@ impl Ledger {
         as_of: AsOf,
         source: LineSource,
     ) -> Result<CompleterSubsidies, ReportError> {
-        let scope = SubsidyScope::Completer(name.to_owned());
-        let lines = self.lines(&as_of, source, subsidy_lines_of(&scope)).await?;
-        let subsidy = self.subsidy_lines_in(&lines, &as_of, scope).await?;
+        let (_, subsidy) = self.subsidy_lines(&as_of, source, SubsidyScope::Completer(name.to_owned())).await?;
         let total = subsidy.iter().flat_map(|l| l.completers.iter()).filter(|c| c.name == name).map(|c| c.amount).sum();
         Ok(CompleterSubsidies { name: name.to_owned(), as_of, lines: subsidy, total })
     }
@@ -155,19 +141,13 @@ impl Ledger {
         source: LineSource,
     ) -> Result<IncentiveStatement, ReportError> {
         // Dated in the year, or counted towards its cap (as the tables' query selects).
-        let holds = |l: &IncentiveLine| l.year() == year || l.incentive_year == year;
-        let keep = |o: &Output| matches!(o, Output::IncentiveLine(l) if holds(l));
-        let lines = self.lines(&as_of, source, keep).await?;
-        let incentive: Vec<IncentiveLine> = match &lines.replayed {
-            None => self.store().incentive_lines(year, as_of.position).await?,
-            Some(outputs) => outputs
-                .iter()
-                .filter_map(|o| if let Output::IncentiveLine(l) = o { Some(l) } else { None })
-                .filter(|l| holds(l))
-                .cloned()
-                .collect(),
+        let pick = |o| match o {
+            Output::IncentiveLine(l) if l.year() == year || l.incentive_year == year => Some(l),
+            _ => None,
         };
-        Ok(incentive_statement(year, as_of, &lines.book, incentive))
+        let from_tables = self.store().incentive_lines(year, as_of.position);
+        let (book, incentive) = self.lines(&as_of, source, pick, from_tables).await?;
+        Ok(incentive_statement(year, as_of, &book, incentive))
     }
 
     pub async fn turnover_statement(
@@ -176,17 +156,12 @@ impl Ledger {
         as_of: AsOf,
         source: LineSource,
     ) -> Result<TurnoverStatement, ReportError> {
-        let keep = |o: &Output| matches!(o, Output::TurnoverLine(l) if l.year() == year);
-        let lines = self.lines(&as_of, source, keep).await?;
-        let turnover: Vec<TurnoverLine> = match &lines.replayed {
-            None => self.store().turnover_lines(year, as_of.position).await?,
-            Some(outputs) => outputs
-                .iter()
-                .filter_map(|o| if let Output::TurnoverLine(l) = o { Some(l) } else { None })
-                .filter(|l| l.year() == year)
-                .cloned()
-                .collect(),
+        let pick = |o| match o {
+            Output::TurnoverLine(l) if l.year() == year => Some(l),
+            _ => None,
         };
+        let from_tables = self.store().turnover_lines(year, as_of.position);
+        let (_, turnover) = self.lines(&as_of, source, pick, from_tables).await?;
         Ok(turnover_statement(year, as_of, &turnover))
     }
 
@@ -194,9 +169,4 @@ impl Ledger {
     pub async fn policies(&self, as_of: &AsOf) -> Result<PolicyBook, ReportError> {
         Ok(self.store().policy_book(as_of.position).await?)
     }
-}
-
-/// Keeps the replayed subsidy lines in `scope`.
-fn subsidy_lines_of(scope: &SubsidyScope) -> impl FnMut(&Output) -> bool + '_ {
-    move |o| matches!(o, Output::SubsidyLine(l) if scope.holds(l))
 }

@@ -32,7 +32,7 @@ both_backends!(statements_at_the_head_equal_a_replay_of_the_whole_log, |db| asyn
     }
     assert!(lines_seen > 20, "seed {}: the scenario made subsidy lines ({lines_seen})", scenario.seed);
     // The totals tables hold what the replayed fold ends with.
-    let (state, _) = store.replay_policy(head.position, |_| false).await.unwrap();
+    let (state, _) = store.replay_policy(head.position, |_| None::<()>).await.unwrap();
     for (achievement, period, eligible, subsidy) in state.subsidy_totals() {
         let live = ledger.achievement_subsidy(achievement, head.clone(), LineSource::Tables).await.unwrap();
         assert_eq!((period, live.eligible_received, live.subsidy), (0, eligible, subsidy), "seed {}", scenario.seed);

@@ -67,18 +67,18 @@ pub(super) async fn caught_up<'r>(
 
 impl Store {
     /// Folds the log up to `upto` (inclusive) from scratch: the projections as they stood at
-    /// that position, and the outputs they made on the way that `keep` accepts. The others
+    /// that position, and what `pick` takes of the outputs they made on the way. The others
     /// are dropped as they are made: a statement keeps its own lines, not a whole log's
     /// outputs (about ten per payment: lines, totals and cells of every projection).
-    pub async fn replay_policy(
+    pub async fn replay_policy<T>(
         &self,
         upto: Position,
-        mut keep: impl FnMut(&Output) -> bool,
-    ) -> Result<(Projections, Vec<Output>), StoreError> {
+        mut pick: impl FnMut(Output) -> Option<T>,
+    ) -> Result<(Projections, Vec<T>), StoreError> {
         let mut state = Projections::new();
-        let mut outputs = Vec::new();
-        self.fold_log(&mut state, upto, |made| outputs.extend(made.into_iter().filter(|o| keep(o)))).await?;
-        Ok((state, outputs))
+        let mut picked = Vec::new();
+        self.fold_log(&mut state, upto, |made| picked.extend(made.into_iter().filter_map(&mut pick))).await?;
+        Ok((state, picked))
     }
 
     /// Starts folding the log into the in-memory policy projections in the background, so

@@ -220,18 +220,8 @@ impl Default for Deferred {
             matches: Patches::new("matches"),
             contracts: Patches::new("contracts"),
             matches_answered: hashlink::LinkedHashSet::new(),
-            contract_sums: Sums::new(
-                "UPDATE contracts SET settled_fen = settled_fen + v.column2, reversed_fen = reversed_fen + v.column3, \
-                 updated_position = CASE WHEN v.column4 > updated_position THEN v.column4 ELSE updated_position END \
-                 FROM (VALUES",
-                ") AS v WHERE contracts.id = v.column1",
-            ),
-            payment_sums: Sums::new(
-                "UPDATE payments SET reversed_fen = reversed_fen + v.column2, \
-                 updated_position = CASE WHEN v.column3 > updated_position THEN v.column3 ELSE updated_position END \
-                 FROM (VALUES",
-                ") AS v WHERE payments.id = v.column1",
-            ),
+            contract_sums: Sums::new("contracts", ["settled_fen", "reversed_fen"]),
+            payment_sums: Sums::new("payments", ["reversed_fen"]),
         }
     }
 }
@@ -492,9 +482,6 @@ impl Deferred {
 
     /// A match's status follows from both answers (the rule of `Match::status`).
     async fn write_match_statuses(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
-        if self.matches_answered.is_empty() {
-            return Ok(());
-        }
         let mut update = Rows::new(
             "UPDATE matches SET status = CASE \
                WHEN owner_answer = 'declined' OR enterprise_answer = 'declined' THEN 'declined' \
@@ -557,12 +544,9 @@ impl Patches {
             patch.set.sort_unstable_by_key(|(column, _)| *column);
             let columns: Vec<&'static str> = patch.set.iter().map(|(column, _)| *column).collect();
             let table = self.table;
-            let (rows, count) = shapes.entry(columns.clone()).or_insert_with(|| (update_sql(table, &columns), 0));
-            let mut row = Vec::with_capacity(patch.set.len() + 2);
-            row.push(id.into());
-            row.extend(patch.set.into_iter().map(|(_, value)| value));
-            row.push(patch.position.into());
-            rows.push(row);
+            let (rows, count) =
+                shapes.entry(columns.clone()).or_insert_with(|| (update_by_id(table, &columns, Assign::Set), 0));
+            rows.push(by_id_row(id, patch.set.into_iter().map(|(_, value)| value), patch.position));
             *count += 1;
         }
         for (columns, (mut rows, expected)) in shapes {
@@ -573,13 +557,26 @@ impl Patches {
     }
 }
 
-/// `UPDATE t SET a = v.column2, .., updated_position = (the later of both) FROM (VALUES`
-/// `(id, a, .., position), ..) AS v WHERE t.id = v.column1`.
-fn update_sql(table: &'static str, columns: &[&'static str]) -> Rows {
+/// How an update by id changes its columns.
+#[derive(Clone, Copy)]
+enum Assign {
+    /// `a = v.column2`
+    Set,
+    /// `a = a + v.column2`
+    Add,
+}
+
+/// `UPDATE t SET a = .. v.column2, .., updated_position = (the later of both) FROM (VALUES`
+/// `(id, a, .., position), ..) AS v WHERE t.id = v.column1`: the rows are [`by_id_row`]s.
+fn update_by_id(table: &'static str, columns: &[&'static str], assign: Assign) -> Rows {
     let position = format!("v.column{}", columns.len() + 2);
     let mut head = format!("UPDATE {table} SET ");
     for (i, column) in columns.iter().enumerate() {
-        head.push_str(&format!("{column} = v.column{}, ", i + 2));
+        let value = format!("v.column{}", i + 2);
+        head.push_str(&match assign {
+            Assign::Set => format!("{column} = {value}, "),
+            Assign::Add => format!("{column} = {column} + {value}, "),
+        });
     }
     head.push_str(&format!(
         "updated_position = CASE WHEN {position} > updated_position THEN {position} ELSE updated_position END FROM (VALUES"
@@ -587,18 +584,26 @@ fn update_sql(table: &'static str, columns: &[&'static str]) -> Rows {
     Rows::new(head, columns.len() + 2, format!(") AS v WHERE {table}.id = v.column1"))
 }
 
+/// One row of an [`update_by_id`]: the id, the values, the position.
+fn by_id_row(id: String, values: impl IntoIterator<Item = Value>, position: Position) -> Vec<Value> {
+    let mut row = vec![id.into()];
+    row.extend(values);
+    row.push(position.into());
+    row
+}
+
 /// `N` amounts added to columns of rows by id, with the position of the last addition (the
 /// row's new `updated_position`, never moved back), kept in the order the rows were first
-/// touched; written by one `UPDATE ... FROM (VALUES (id, sum 1 .. sum N, position), ...)`.
+/// touched; written by one [`update_by_id`] that adds.
 struct Sums<const N: usize> {
-    head: &'static str,
-    tail: &'static str,
+    table: &'static str,
+    columns: [&'static str; N],
     rows: hashlink::LinkedHashMap<String, ([i64; N], Position)>,
 }
 
 impl<const N: usize> Sums<N> {
-    fn new(head: &'static str, tail: &'static str) -> Self {
-        Sums { head, tail, rows: hashlink::LinkedHashMap::new() }
+    fn new(table: &'static str, columns: [&'static str; N]) -> Self {
+        Sums { table, columns, rows: hashlink::LinkedHashMap::new() }
     }
 
     fn add(&mut self, id: &str, fen: [i64; N], position: Position) {
@@ -612,19 +617,12 @@ impl<const N: usize> Sums<N> {
 
     /// Writes the sums; each id must name exactly one row.
     async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
-        if self.rows.is_empty() {
-            return Ok(());
-        }
         let expected = self.rows.len() as u64;
-        let mut update = Rows::new(self.head, N + 2, self.tail);
+        let mut update = update_by_id(self.table, &self.columns, Assign::Add);
         for (id, (sums, position)) in self.rows.drain() {
-            let mut row = Vec::with_capacity(N + 2);
-            row.push(id.into());
-            row.extend(sums.map(Into::into));
-            row.push(position.into());
-            update.push(row);
+            update.push(by_id_row(id, sums.map(Value::from), position));
         }
-        let what = format!("adding payments with `{}`", self.head);
+        let what = format!("adding payments to {:?} of {}", self.columns, self.table);
         expect_changed(update.write(tx).await?, expected, &what)
     }
 }

@@ -50,12 +50,16 @@ impl Store {
         let mut runtime = self.policy_runtime.lock().await;
         runtime.invalidate();
         let mut projections = Projections::new();
-        let previous_cache = sqlite_cache_for_rebuild(&mut tx).await?;
+        let previous_cache = swap_sqlite_cache(&mut tx, -SQLITE_REBUILD_CACHE_KIB).await?;
         let replayed = rebuild_in(&mut tx, &mut projections, &mut progress).await;
-        if let Some(previous) = previous_cache {
-            restore_sqlite_cache(&mut tx, previous).await?;
-        }
+        // The connection goes back to the pool with its own setting; a failed rebuild's own
+        // error comes first.
+        let restored = match previous_cache {
+            Some(previous) => swap_sqlite_cache(&mut tx, previous).await.map(drop),
+            None => Ok(()),
+        };
         let replayed = replayed?;
+        restored?;
         tx.commit().await?;
         let head_position = projections.position();
         runtime.state = Some(projections);
@@ -115,21 +119,14 @@ impl Store {
 /// 270 MiB more peak memory. The cache is bounded by this figure, whatever the size of the log.
 const SQLITE_REBUILD_CACHE_KIB: i64 = 262_144;
 
-/// On SQLite, a large page cache for this transaction's connection; returns the setting it
-/// replaces, for [`restore_sqlite_cache`] to give back before the connection returns to the
-/// pool.
-async fn sqlite_cache_for_rebuild(tx: &mut Tx) -> Result<Option<i64>, StoreError> {
+/// On SQLite, sets the page cache of this transaction's connection (`PRAGMA cache_size`:
+/// pages, or KiB when negative) and returns the setting it replaced; on PostgreSQL, nothing.
+async fn swap_sqlite_cache(tx: &mut Tx, cache_size: i64) -> Result<Option<i64>, StoreError> {
     let Tx::Sqlite(c, _) = tx else { return Ok(None) };
     let previous: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&mut **c).await?;
-    let sql = format!("PRAGMA cache_size = -{SQLITE_REBUILD_CACHE_KIB}");
+    let sql = format!("PRAGMA cache_size = {cache_size}");
     sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut **c).await?;
     Ok(Some(previous))
-}
-
-async fn restore_sqlite_cache(tx: &mut Tx, previous: i64) -> Result<(), StoreError> {
-    let Tx::Sqlite(c, _) = tx else { unreachable!("set on SQLite only") };
-    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = {previous}"))).execute(&mut **c).await?;
-    Ok(())
 }
 
 /// Empties the read models and replays the log into them: every line is written, but of the
