@@ -2,7 +2,6 @@
 //! the sum of the lines shown, and a statement as of a position (lines from a replay of the
 //! log up to it) and one at the head (lines from the tables) are built the same way.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
@@ -12,7 +11,7 @@ use crate::event::Position;
 use crate::ids::*;
 use crate::money::Money;
 use crate::policy::{PolicyBook, PolicyKind, PolicyVersion};
-use crate::projection::{CompleterTotal, IncentiveLine, SubsidyLine, TurnoverFigures, TurnoverLine};
+use crate::projection::{CellKey, CompleterTotal, IncentiveLine, SubsidyLine, TurnoverFigures, TurnoverLine, cell_key};
 
 /// The ledger state a statement was computed at: print it, and the statement can be
 /// reproduced and tied to the hash chain.
@@ -239,18 +238,18 @@ pub struct TurnoverStatement {
 }
 
 pub fn turnover_statement(year: i32, as_of: AsOf, lines: &[TurnoverLine]) -> TurnoverStatement {
-    let mut cells: BTreeMap<(&'static str, Cow<'static, str>), TurnoverFigures> = BTreeMap::new();
+    let mut cells: BTreeMap<(&'static str, CellKey), TurnoverFigures> = BTreeMap::new();
     for l in lines.iter().filter(|l| l.year() == year && l.position <= as_of.position) {
         for (dimension, key) in l.cells() {
             cells.entry((dimension, key)).or_default().add(l);
         }
     }
-    let total = cells.remove(&("total", Cow::Borrowed("total"))).unwrap_or_default();
+    let total = cells.remove(&("total", cell_key("total"))).unwrap_or_default();
     let rows: Vec<TurnoverRow> = cells
         .into_iter()
         .map(|((dimension, key), figures)| TurnoverRow {
             dimension: dimension.to_owned(),
-            key: key.into_owned(),
+            key: key.to_string(),
             figures,
         })
         .collect();

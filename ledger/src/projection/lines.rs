@@ -3,8 +3,6 @@
 //! come). Every total can be listed down to its lines, and a statement as of a position is
 //! exactly the lines up to it.
 
-use std::borrow::Cow;
-
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
@@ -195,7 +193,7 @@ pub struct TurnoverDims {
     /// As classified at registration, else the achievement's field; `None`: unclassified.
     pub field: Option<TechField>,
     /// The seller's administrative division code (it registers where it is located).
-    pub district: String,
+    pub district: CellKey,
 }
 
 /// A contribution to the annual technology-contract turnover (技术合同成交额).
@@ -220,23 +218,49 @@ impl TurnoverLine {
         self.date.year()
     }
 
-    pub fn month(&self) -> String {
-        // By hand: chrono's strftime parser was a tenth of the whole fold's time.
-        format!("{:04}-{:02}", self.date.year(), self.date.month())
+    /// `YYYY-MM` of the line's date.
+    pub fn month(&self) -> CellKey {
+        // By hand: chrono's strftime parser was a tenth of the whole fold's time, and
+        // `format!` most of what remained of the month's cost.
+        let (year, month) = (self.date.year(), self.date.month());
+        assert!((1..=9999).contains(&year), "dates in the ledger have four-digit years");
+        let mut key = CellKey::new();
+        for digit in [year / 1000, year / 100 % 10, year / 10 % 10, year % 10] {
+            key.push(char::from(b'0' + digit as u8));
+        }
+        key.push('-');
+        key.push(char::from(b'0' + (month / 10) as u8));
+        key.push(char::from(b'0' + (month % 10) as u8));
+        key
     }
 
-    /// The (dimension, key) cells this line adds to. Keys from a fixed vocabulary are
-    /// borrowed, not allocated: the fold makes six cells for every turnover line.
-    pub fn cells(&self) -> [(&'static str, Cow<'static, str>); 6] {
+    /// The (dimension, key) cells this line adds to. The fold makes six cells for every
+    /// turnover line; their keys are inline ([`CellKey`]), so none allocates.
+    pub fn cells(&self) -> [(&'static str, CellKey); 6] {
         [
-            ("total", Cow::Borrowed("total")),
-            ("contract_type", Cow::Borrowed(self.dims.contract_type.as_str())),
-            ("seller_kind", Cow::Borrowed(self.dims.seller_kind.as_str())),
-            ("field", Cow::Borrowed(self.dims.field.map_or("unclassified", |f| f.as_str()))),
-            ("district", Cow::Owned(self.dims.district.clone())),
-            ("month", Cow::Owned(self.month())),
+            ("total", cell_key("total")),
+            ("contract_type", cell_key(self.dims.contract_type.as_str())),
+            ("seller_kind", cell_key(self.dims.seller_kind.as_str())),
+            ("field", cell_key(self.dims.field.map_or("unclassified", |f| f.as_str()))),
+            ("district", self.dims.district),
+            ("month", self.month()),
         ]
     }
+}
+
+/// The key of a turnover cell within its dimension: a word of the vocabulary, a division
+/// code or a month, all short. Kept inline (no heap allocation, `Copy`) because the fold
+/// makes six of them for every turnover line.
+pub type CellKey = arrayvec::ArrayString<CELL_KEY_BYTES_MAX>;
+
+/// Longest cell key: the longest word of the vocabulary has 25 bytes.
+pub const CELL_KEY_BYTES_MAX: usize = 32;
+
+/// The cell key of `text`. Every key comes from the vocabulary, a validated division code
+/// or a month, so a longer one is a bug.
+pub fn cell_key(text: &str) -> CellKey {
+    CellKey::from(text)
+        .unwrap_or_else(|_| panic!("turnover cell key `{text}` is longer than {CELL_KEY_BYTES_MAX} bytes"))
 }
 
 /// One completer's subsidy total from an achievement.
@@ -295,7 +319,7 @@ impl TurnoverFigures {
 pub struct TurnoverCell {
     pub year: i32,
     pub dimension: &'static str,
-    pub key: Cow<'static, str>,
+    pub key: CellKey,
     pub figures: TurnoverFigures,
     pub position: Position,
 }

@@ -92,7 +92,7 @@ pub struct Projections {
 
 /// The fold's maps. Keys are ids from the log; foldhash is several times cheaper than the
 /// default SipHash here and still seeded at random per process.
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(super) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Aggregate states by id, evolved in place by the domain's own `evolve`: one lookup per
 /// event and no move of the state (taking it out of the map and putting it back cost a
@@ -366,7 +366,8 @@ impl Projections {
     /// to count (at their own settlement dates, with what is left of them).
     fn on_registered(&mut self, contract_id: ContractId, sink: &mut Sink) {
         let contract = &self.contracts[&contract_id];
-        let registration = contract.registration.clone().expect("just registered");
+        let registration = contract.registration.as_ref().expect("just registered");
+        let (registered_on, certified) = (registration.registered_on, registration.certified_tech_transaction_amount);
         let (amount, achievement, center) =
             (contract.contract_amount, contract.achievement_id, contract.operating_center_id);
         self.turnover_line(
@@ -374,15 +375,15 @@ impl Projections {
             LineKind::Registration,
             contract_id,
             None,
-            registration.registered_on,
+            registered_on,
             1,
             amount,
-            registration.certified_tech_transaction_amount,
+            certified,
             Money::ZERO,
         );
         let earlier = self.contract_payments.get(&contract_id).cloned().unwrap_or_default();
         for payment_id in earlier {
-            let payment = self.contracts[&contract_id].payments[&payment_id].clone();
+            let payment = &self.contracts[&contract_id].payments[&payment_id];
             let (remaining, date) = (payment.remaining(), shanghai_date(payment.settled_at));
             let mut counting = self.counting[&payment_id].clone();
             assert!(!counting.turnover, "payments before registration were not in the turnover");
@@ -423,7 +424,7 @@ impl Projections {
     /// contract amount (合同成交额, as amended).
     fn on_amended(&mut self, contract_id: ContractId, before: Money, sink: &mut Sink) {
         let contract = &self.contracts[&contract_id];
-        let Some(registration) = contract.registration.clone() else { return };
+        let Some(registered_on) = contract.registration.as_ref().map(|r| r.registered_on) else { return };
         let delta = contract.contract_amount - before;
         if !delta.is_zero() {
             self.turnover_line(
@@ -431,7 +432,7 @@ impl Projections {
                 LineKind::Amendment,
                 contract_id,
                 None,
-                registration.registered_on,
+                registered_on,
                 0,
                 delta,
                 Money::ZERO,
@@ -760,12 +761,12 @@ impl Projections {
                 contract_type: contract.contract_type,
                 seller_kind: seller.kind.seller_kind(),
                 field,
-                district: seller.division_code.to_string(),
+                district: lines::cell_key(seller.division_code.as_str()),
             },
         };
-        for cell in self.turnover.add(&line) {
-            sink.outputs.push(Output::TurnoverCell(cell));
-        }
+        // A payment's outputs would otherwise grow the vector two or three times.
+        sink.outputs.reserve(7);
+        sink.outputs.extend(self.turnover.add(&line).map(Output::TurnoverCell));
         sink.outputs.push(Output::TurnoverLine(line));
     }
 

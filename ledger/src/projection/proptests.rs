@@ -81,7 +81,7 @@ fn check_invariants(projections: &Projections, outputs: &[Output]) -> Result<(),
             }
             Output::TurnoverLine(l) => {
                 for (dimension, key) in l.cells() {
-                    turnover_sums.entry((l.year(), dimension, key.into_owned())).or_default().add(l);
+                    turnover_sums.entry((l.year(), dimension, key.to_string())).or_default().add(l);
                 }
             }
             Output::TurnoverCell(_) => {}

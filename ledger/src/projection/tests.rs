@@ -430,6 +430,54 @@ fn turnover_counts_registered_contracts_by_registration_date_and_received_by_set
     assert_eq!(cell(2025, "district", "500106").contracts, 1, "the seller's district");
     assert_eq!(cell(2025, "month", "2025-01").contracts, 1);
     assert_eq!(cell(2025, "month", "2025-03").received, -yuan(100));
+    let keys: Vec<(&str, String)> = w.projections.turnover_cells(2025).into_iter().map(|(d, k, _)| (d, k)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "a year's cells come ordered by dimension, then key");
+    assert_eq!(keys.len(), 7, "total, type, seller kind, field, district and two months");
+}
+
+#[test]
+fn a_turnover_month_key_is_the_four_digit_year_and_two_digit_month() {
+    let line = |date: NaiveDate| TurnoverLine {
+        position: 1,
+        seq: 0,
+        kind: LineKind::Payment,
+        contract_id: ContractId(uuid::Uuid::nil()),
+        payment_id: None,
+        date,
+        contracts: 0,
+        contract_amount: Money::ZERO,
+        tech_transaction_amount: Money::ZERO,
+        received: Money::ZERO,
+        dims: TurnoverDims {
+            contract_type: ContractType::Transfer,
+            seller_kind: crate::vocabulary::SellerKind::University,
+            field: None,
+            district: cell_key("500106"),
+        },
+    };
+    assert_eq!(line(date(2024, 1, 31)).month().as_str(), "2024-01");
+    assert_eq!(line(date(2025, 12, 1)).month().as_str(), "2025-12");
+    assert_eq!(line(date(987, 10, 9)).month().as_str(), "0987-10");
+    let cells = line(date(2024, 7, 4)).cells().map(|(d, k)| format!("{d}={k}"));
+    assert_eq!(
+        cells,
+        [
+            "total=total",
+            "contract_type=transfer",
+            "seller_kind=university",
+            "field=unclassified",
+            "district=500106",
+            "month=2024-07"
+        ]
+    );
+}
+
+#[test]
+#[should_panic(expected = "longer than 32 bytes")]
+fn a_cell_key_longer_than_its_room_is_a_bug_not_a_truncation() {
+    cell_key("a key of more than thirty-two bytes in all");
 }
 
 #[test]

@@ -7,13 +7,12 @@
 //! folding (so the state holds events that never committed) it is dropped and rebuilt from
 //! the log before the next append.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::rows::{Rows, Value};
 use super::{Store, StoreError, Tx, with_conn, with_pool};
 use crate::event::{Position, RecordedEvent};
-use crate::projection::{Output, Projections};
+use crate::projection::{CellKey, Output, Projections};
 
 /// Events read per query when catching up or replaying.
 const PAGE_ROWS: i64 = 5_000;
@@ -181,7 +180,7 @@ pub(super) struct PolicyWriter {
     subsidy_totals: HashMap<(String, i32), Vec<Value>>,
     subsidy_completer_totals: HashMap<(String, i32, i32), Vec<Value>>,
     incentive_totals: HashMap<(String, i32), Vec<Value>>,
-    turnover_cells: HashMap<(i32, &'static str, Cow<'static, str>), Vec<Value>>,
+    turnover_cells: HashMap<(i32, &'static str, CellKey), Vec<Value>>,
 }
 
 impl Default for PolicyWriter {
@@ -343,16 +342,16 @@ impl PolicyWriter {
                     l.dims.contract_type.as_str().into(),
                     l.dims.seller_kind.as_str().into(),
                     l.dims.field.map(|f| f.as_str().to_owned()).into(),
-                    l.dims.district.clone().into(),
+                    l.dims.district.as_str().into(),
                 ]);
             }
             Output::TurnoverCell(c) => {
                 self.turnover_cells.insert(
-                    (c.year, c.dimension, c.key.clone()),
+                    (c.year, c.dimension, c.key),
                     vec![
                         c.year.into(),
                         c.dimension.into(),
-                        c.key.as_ref().into(),
+                        c.key.as_str().into(),
                         c.figures.contracts.into(),
                         c.figures.contract_amount.fen().into(),
                         c.figures.tech_transaction_amount.fen().into(),

@@ -290,7 +290,7 @@ impl Store {
                             .as_deref()
                             .map(|f| TechField::parse(f).ok_or_else(|| bad("field", f)))
                             .transpose()?,
-                        district: r.district,
+                        district: CellKey::from(&r.district).map_err(|_| bad("district", &r.district))?,
                     },
                 })
             })
