@@ -155,3 +155,27 @@ both_backends!(a_role_that_may_not_record_payments_is_refused_from_the_cache_too
     assert_eq!(store.head().await.unwrap().unwrap().0, head, "nothing appended");
     db.drop_db().await;
 });
+
+both_backends!(sqlite_checkpoints_the_wal_after_append_commits_on_a_connection_of_its_own, |db| async move {
+    let store = db.store().await;
+    let ledger = Ledger::new(store.clone());
+    let contract = contract_for(&ledger, yuan(100)).await;
+    run(&ledger, &registrar(), payment(contract, yuan(60), "2024-03-02T10:00:00+08:00", "CP-1")).await.unwrap();
+    match store.backend() {
+        ledger::store::Backend::Sqlite => {
+            // The task is woken by the commits above and runs beside the appends.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while store.wal_checkpoints() == 0 {
+                assert!(std::time::Instant::now() < deadline, "no WAL checkpoint 10 s after the appends");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        ledger::store::Backend::Postgres => assert_eq!(store.wal_checkpoints(), 0, "PostgreSQL has no such task"),
+    }
+    // Appending goes on while checkpoints run, and nothing is lost to them.
+    run(&ledger, &registrar(), payment(contract, yuan(40), "2024-03-03T10:00:00+08:00", "CP-2")).await.unwrap();
+    let view = store.contract(&contract.to_string()).await.unwrap().expect("projected");
+    assert_eq!(view.settled_fen, yuan(100).fen());
+    assert_rebuild_equals_live(&store).await;
+    db.drop_db().await;
+});

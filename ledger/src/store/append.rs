@@ -120,6 +120,7 @@ impl Store {
             runtime.invalidate();
             return Err(BatchFailure::AtCommit(e.into()));
         }
+        self.committed();
         Ok(results)
     }
 }

@@ -8,6 +8,7 @@
 //! the SQL must differ (locking), the engines get their own statement.
 
 mod append;
+mod checkpoint;
 mod group;
 pub use group::{BATCH_REQUESTS_MAX, BatchObserver, GroupCommitStats};
 mod import;
@@ -192,6 +193,8 @@ pub struct Store {
     /// Held while the policy projections are folded ahead of the first append (see
     /// `policy::Store::spawn_policy_warm_up`); appends wait for it before taking the append lock.
     policy_warm_up: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: the task that checkpoints the WAL outside the append commits (see `checkpoint`).
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 /// Advisory-lock key that serialises appends on PostgreSQL (any constant unique to us).
@@ -204,6 +207,7 @@ impl Store {
     /// Opens the database at `url`: `sqlite:<path>` (created if missing, with its directory)
     /// or `postgres://...`.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        let mut checkpointer = None;
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?.application_name("techmarket");
             let pool = PgPoolOptions::new()
@@ -220,7 +224,8 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(30))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                .pragma("wal_autocheckpoint", checkpoint::SAFETY_NET_PAGES.to_string());
             if let Some(dir) = Path::new(connect.get_filename()).parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
@@ -228,8 +233,9 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect)
+                .connect_with(connect.clone())
                 .await?;
+            checkpointer = checkpoint::Checkpointer::spawn(connect).map(Arc::new);
             Db::Sqlite(pool)
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
@@ -240,7 +246,21 @@ impl Store {
             policy_runtime: Arc::new(tokio::sync::Mutex::new(policy::PolicyRuntime::default())),
             group: Arc::new(group::GroupCommit::on_current_runtime()),
             policy_warm_up: Arc::default(),
+            checkpointer,
         })
+    }
+
+    /// To be called after every write transaction's commit: on SQLite it wakes the task that
+    /// checkpoints the WAL.
+    pub(crate) fn committed(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
+    }
+
+    /// SQLite: WAL checkpoints completed by the store's checkpoint task (0 on PostgreSQL).
+    pub fn wal_checkpoints(&self) -> u64 {
+        self.checkpointer.as_ref().map_or(0, |c| c.completed())
     }
 
     pub fn backend(&self) -> Backend {
@@ -299,5 +319,30 @@ impl Store {
             out.push((s.clone(), v));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_sqlite_connection_runs_wal_with_full_sync_and_a_checkpoint_mark_as_safety_net() {
+        let dir = std::env::temp_dir().join(format!("techmarket-pragmas-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite:{}", dir.join("ledger.db").display());
+        let store = Store::connect(&url, &StoreOptions::default()).await.expect("open a SQLite store");
+        let Db::Sqlite(pool) = &store.db else { unreachable!("a sqlite: URL opens SQLite") };
+        // Two connections held at once: the settings are those of every pooled connection.
+        let mut connections = vec![pool.acquire().await.expect("first"), pool.acquire().await.expect("second")];
+        for c in &mut connections {
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut **c).await.expect("journal");
+            let synchronous: i64 =
+                sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut **c).await.expect("synchronous");
+            let mark: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut **c).await.expect("mark");
+            assert_eq!((journal.as_str(), synchronous, mark), ("wal", 2, 10_000), "WAL, FULL, the safety net");
+        }
+        drop(connections);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
