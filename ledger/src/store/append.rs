@@ -120,7 +120,6 @@ impl Store {
             runtime.invalidate();
             return Err(BatchFailure::AtCommit(e.into()));
         }
-        self.committed();
         Ok(results)
     }
 }

@@ -4,12 +4,12 @@
 //! In WAL mode SQLite copies the WAL back into the database file once the WAL has grown past
 //! a mark (`wal_autocheckpoint`, 1,000 pages by default), and it does so in the connection
 //! that just committed. With group commit that is an append batch: every caller in it waits
-//! for the copy (commits of 7-11 ms instead of 1-2 ms, at 64 callers). Here the group commit
-//! wakes this task after each commit, and the task runs a PASSIVE checkpoint: it copies what
-//! no reader still needs without taking the writer's lock, so the next batch goes on
-//! meanwhile, on the other core. The pooled connections keep an automatic mark as a safety
-//! net ([`SAFETY_NET_PAGES`]), reached only when this task falls behind or does not run (a
-//! store opened outside a runtime).
+//! for the copy (commits of 7-11 ms instead of 1-2 ms, at 64 callers). Here every write
+//! transaction's commit (`Tx::commit`: appends, imports, rebuilds) wakes this task, and the
+//! task runs a PASSIVE checkpoint: it copies what no reader still needs without taking the
+//! writer's lock, so the next batch goes on meanwhile, on the other core. The pooled
+//! connections keep an automatic mark as a safety net ([`SAFETY_NET_PAGES`]), reached only
+//! when this task falls behind or does not run (a store opened outside a runtime).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +40,7 @@ impl Checkpointer {
         Some(Checkpointer { wake, done })
     }
 
-    /// Called after every append commit.
+    /// Called after every write transaction's commit.
     pub(crate) fn committed(&self) {
         let _ = self.wake.try_send(());
     }

@@ -147,7 +147,6 @@ impl Store {
                 insert_rows(&mut tx, sql, statement_rows).await?;
             }
             tx.commit().await?;
-            self.committed();
             ours = Some((position, hash));
             head_position = position;
             done += chunk.len();

@@ -101,16 +101,29 @@ pub enum Db {
 /// A write transaction holding the log's append lock.
 pub(crate) enum Tx {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, SqliteWriter),
+}
+
+/// What a SQLite write transaction holds besides the transaction itself.
+pub(crate) struct SqliteWriter {
     /// SQLite has one writer at a time; the in-process guard queues our own writers so they
     /// do not spin on SQLITE_BUSY.
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, tokio::sync::OwnedMutexGuard<()>),
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+    /// Woken by every commit (see `checkpoint`).
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 impl Tx {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(t) => t.commit().await,
-            Tx::Sqlite(t, _guard) => t.commit().await,
+            Tx::Sqlite(t, writer) => {
+                t.commit().await?;
+                if let Some(checkpointer) = &writer.checkpointer {
+                    checkpointer.committed();
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -250,14 +263,6 @@ impl Store {
         })
     }
 
-    /// To be called after every write transaction's commit: on SQLite it wakes the task that
-    /// checkpoints the WAL.
-    pub(crate) fn committed(&self) {
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.committed();
-        }
-    }
-
     /// SQLite: WAL checkpoints completed by the store's checkpoint task (0 on PostgreSQL).
     pub fn wal_checkpoints(&self) -> u64 {
         self.checkpointer.as_ref().map_or(0, |c| c.completed())
@@ -299,9 +304,9 @@ impl Store {
                 Ok(Tx::Postgres(t))
             }
             Db::Sqlite(p) => {
-                let guard = self.sqlite_writer.clone().lock_owned().await;
+                let turn = self.sqlite_writer.clone().lock_owned().await;
                 let t = p.begin_with("BEGIN IMMEDIATE").await?;
-                Ok(Tx::Sqlite(t, guard))
+                Ok(Tx::Sqlite(t, SqliteWriter { _turn: turn, checkpointer: self.checkpointer.clone() }))
             }
         }
     }

@@ -61,7 +61,6 @@ impl Store {
         let replayed = replayed?;
         restored?;
         tx.commit().await?;
-        self.committed();
         let head_position = projections.position();
         runtime.state = Some(projections);
         Ok(RebuildReport { events_replayed: replayed, head_position })
