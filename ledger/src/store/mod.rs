@@ -8,6 +8,7 @@
 //! the SQL must differ (locking), the engines get their own statement.
 
 mod append;
+mod bulk;
 mod checkpoint;
 mod group;
 pub use group::{BATCH_REQUESTS_MAX, BatchObserver, GroupCommitStats};
@@ -148,6 +149,9 @@ pub enum StoreError {
     /// (see `group`). `transient` is that of the original error.
     #[error("the commit shared with other requests failed: {message}")]
     Batch { message: String, transient: bool },
+    /// A read on SQLite's bulk-read connection failed (see `bulk`).
+    #[error("database error (SQLite bulk read): {0}")]
+    Bulk(String),
 }
 
 impl StoreError {
@@ -208,6 +212,8 @@ pub struct Store {
     policy_warm_up: Arc<tokio::sync::Mutex<()>>,
     /// SQLite: the task that checkpoints the WAL outside the append commits (see `checkpoint`).
     checkpointer: Option<Arc<checkpoint::Checkpointer>>,
+    /// SQLite database file: where verification and replays read the log (see `bulk`).
+    bulk: Option<bulk::BulkReader>,
 }
 
 /// Advisory-lock key that serialises appends on PostgreSQL (any constant unique to us).
@@ -221,6 +227,7 @@ impl Store {
     /// or `postgres://...`.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
         let mut checkpointer = None;
+        let mut bulk = None;
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?.application_name("techmarket");
             let pool = PgPoolOptions::new()
@@ -248,6 +255,7 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect.clone())
                 .await?;
+            bulk = bulk::BulkReader::for_file(connect.get_filename());
             checkpointer = checkpoint::Checkpointer::spawn(connect).map(Arc::new);
             Db::Sqlite(pool)
         } else {
@@ -260,6 +268,7 @@ impl Store {
             group: Arc::new(group::GroupCommit::on_current_runtime()),
             policy_warm_up: Arc::default(),
             checkpointer,
+            bulk,
         })
     }
 

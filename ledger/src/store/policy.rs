@@ -106,8 +106,9 @@ impl Store {
     }
 
     /// Folds the events after `state`'s position up to `upto` (inclusive) into it, page by page,
-    /// in a pipeline of three stages, each two pages deep: a task reads the next pages, a
-    /// blocking thread decodes them, and this task folds. Reading and decoding take most of
+    /// in a pipeline of three stages, each two pages deep: a task reads the next pages (on a
+    /// SQLite file, a blocking thread on a connection of its own: see `bulk`), a blocking
+    /// thread decodes them, and this task folds. Reading and decoding take most of
     /// the time, and on its own thread decoding overlaps both reading and folding, even on the
     /// server's single-threaded worker runtimes.
     async fn fold_log(
@@ -120,21 +121,45 @@ impl Store {
         let (stored, mut to_decode) = tokio::sync::mpsc::channel::<Page<super::StoredEvent>>(2);
         let (decoded, mut next) = tokio::sync::mpsc::channel::<Page<RecordedEvent>>(2);
         let store = self.clone();
-        let mut after = state.position();
+        let after = state.position();
         // Each stage ends after the last (empty) page, at the first error, or when the next
         // stage stops listening.
-        tokio::spawn(async move {
-            loop {
-                let page = store.stored_page(after, upto).await;
-                let done = match &page {
-                    Ok(rows) => rows.last().map(|r| after = r.position).is_none(),
-                    Err(_) => true,
+        let last_of = |page: &Page<super::StoredEvent>| page.as_ref().ok()?.last().map(|r| r.position);
+        match self.bulk.clone() {
+            // SQLite file: read on a connection of its own, off sqlx (see `bulk`).
+            Some(reader) => drop(tokio::task::spawn_blocking(move || {
+                let conn = match reader.open() {
+                    Ok(conn) => conn,
+                    Err(e) => return drop(stored.blocking_send(Err(e))),
                 };
-                if stored.send(page).await.is_err() || done {
-                    return;
+                let mut after = after;
+                loop {
+                    let page = super::bulk::stored_page(&conn, after, upto, PAGE_ROWS);
+                    let next = last_of(&page);
+                    if stored.blocking_send(page).is_err() {
+                        return;
+                    }
+                    match next {
+                        Some(position) => after = position,
+                        None => return,
+                    }
                 }
-            }
-        });
+            })),
+            None => drop(tokio::spawn(async move {
+                let mut after = after;
+                loop {
+                    let page = store.stored_page(after, upto).await;
+                    let next = last_of(&page);
+                    if stored.send(page).await.is_err() {
+                        return;
+                    }
+                    match next {
+                        Some(position) => after = position,
+                        None => return,
+                    }
+                }
+            })),
+        }
         tokio::task::spawn_blocking(move || {
             while let Some(page) = to_decode.blocking_recv() {
                 let page = page.and_then(|rows| rows.iter().map(super::StoredEvent::decode).collect::<Page<_>>());
