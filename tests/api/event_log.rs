@@ -306,9 +306,48 @@ both_backends!(verify_ledger_finds_the_first_tampered_position, |db| async move 
         .unwrap();
     assert_eq!(n, 1);
     let report = store.verify_chain(|_| {}).await.unwrap();
-    let broken = report.first_break.expect("the change is caught");
+    let broken = report.first_break.clone().expect("the change is caught");
     assert_eq!(broken.position, tampered);
     assert_eq!(report.events_checked, tampered - 1, "everything before it verified");
+    // Checked in ranges side by side (each from the stored hash before it; on SQLite on
+    // connections of their own), the report is the same whichever range the row falls in.
+    for ranges in 1..=4 {
+        assert_eq!(store.verify_chain_in_ranges(ranges, |_| {}).await.unwrap(), report, "{ranges} ranges");
+    }
+    db.drop_db().await;
+});
+
+both_backends!(verify_ledger_finds_a_deleted_row_as_a_gap_in_any_number_of_ranges, |db| async move {
+    let store = db.store().await;
+    let ledger = Ledger::new(store.clone());
+    let seller = register_university(&ledger, "500106").await;
+    let buyer = register_organisation(&ledger, OrganisationKind::Enterprise, "500112").await;
+    let contract = sign_contract(&ledger, seller, buyer, None, yuan(1_000_000)).await;
+    for (i, day) in ["01", "02", "03", "04"].iter().enumerate() {
+        let at = format!("2024-04-{day}T10:00:00+08:00");
+        run(&ledger, &registrar(), payment(contract, yuan(100), &at, &format!("B{i}"))).await.unwrap();
+    }
+    let head = store.head().await.unwrap().unwrap().0;
+    let intact = store.verify_chain(|_| {}).await.unwrap();
+    assert!(intact.is_intact());
+    assert_eq!((intact.events_checked, intact.head_position), (head, head));
+    for ranges in 1..=4 {
+        assert_eq!(store.verify_chain_in_ranges(ranges, |_| {}).await.unwrap(), intact, "{ranges} ranges");
+    }
+    let disable = match db.backend {
+        Backend::Postgres => "ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete",
+        Backend::Sqlite => "DROP TRIGGER events_no_delete",
+    };
+    db.execute_raw(disable).await.unwrap();
+    let deleted = head - 2;
+    assert_eq!(db.execute_raw(&format!("DELETE FROM events WHERE position = {deleted}")).await.unwrap(), 1);
+    for ranges in 1..=4 {
+        let report = store.verify_chain_in_ranges(ranges, |_| {}).await.unwrap();
+        let broken = report.first_break.expect("the gap is caught");
+        assert_eq!(broken.position, deleted + 1, "{ranges} ranges");
+        assert_eq!(broken.problem, format!("expected position {deleted}, found {} (a gap)", deleted + 1));
+        assert_eq!((report.events_checked, report.head_position), (deleted - 1, deleted - 1), "{ranges} ranges");
+    }
     db.drop_db().await;
 });
 
