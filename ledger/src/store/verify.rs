@@ -64,7 +64,11 @@ impl RangeCheck {
     }
 
     /// Checks the next row; `false` once the range is broken (read no further).
-    fn row(&mut self, fields: &ChainedFields<'_>, stored_hash: &[u8]) -> bool {
+    fn row<T: ?Sized + AsRef<[u8]> + std::fmt::Debug>(
+        &mut self,
+        fields: &ChainedFields<'_, T>,
+        stored_hash: &[u8],
+    ) -> bool {
         assert!(self.first_break.is_none(), "a broken range is fed no more rows");
         if fields.position != self.expected {
             return self.broken(
@@ -276,17 +280,7 @@ fn check_file_range(
         let mut n = 0;
         while let Some(row) = rows.next().map_err(bulk_error)? {
             let r = EventRowRef::read(row)?;
-            let fields = ChainedFields {
-                position: r.position,
-                stream_id: r.stream_id,
-                stream_version: r.stream_version,
-                event_type: r.event_type,
-                schema_version: r.schema_version,
-                payload: r.payload,
-                metadata: r.metadata,
-                recorded_at_micros: bulk::recorded_at(r.position, r.recorded_at)?.timestamp_micros(),
-            };
-            if !check.row(&fields, r.hash) {
+            if !check.row(&r.chained()?, r.hash) {
                 return Ok(check);
             }
             after = r.position;
