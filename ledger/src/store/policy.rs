@@ -106,22 +106,42 @@ impl Store {
     }
 
     /// Folds the events after `state`'s position up to `upto` (inclusive) into it, page by page,
-    /// in a pipeline of three stages, each two pages deep: a task reads the next pages (on a
-    /// SQLite file, a blocking thread on a connection of its own: see `bulk`), a blocking
-    /// thread decodes them, and this task folds. Reading and decoding take most of
-    /// the time, and on its own thread decoding overlaps both reading and folding, even on the
-    /// server's single-threaded worker runtimes.
+    /// at the end of a pipeline of three stages (`decoded_pages` reads and decodes ahead).
+    /// Reading and decoding take most of the time, and on their own threads they overlap the
+    /// fold, even on the server's single-threaded worker runtimes.
     async fn fold_log(
         &self,
         state: &mut Projections,
         upto: Position,
         mut made: impl FnMut(Vec<Output>),
     ) -> Result<(), StoreError> {
+        let mut next = self.decoded_pages(state.position(), upto);
+        while let Some(page) = next.recv().await {
+            let events = page?;
+            if events.is_empty() {
+                break;
+            }
+            for event in &events {
+                made(state.apply(event));
+            }
+        }
+        assert!(state.position() <= upto, "the fold went past {upto}");
+        Ok(())
+    }
+
+    /// The events after `after` up to `upto` (inclusive), decoded, in pages in log order,
+    /// the last one empty (or an error). Two stages, each two pages ahead of the caller: a
+    /// task reads the next pages (on a SQLite file, a blocking thread on a connection of its
+    /// own: see `bulk`), and a blocking thread decodes them.
+    pub(super) fn decoded_pages(
+        &self,
+        after: Position,
+        upto: Position,
+    ) -> tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>> {
         type Page<T> = Result<Vec<T>, StoreError>;
         let (stored, mut to_decode) = tokio::sync::mpsc::channel::<Page<super::StoredEvent>>(2);
-        let (decoded, mut next) = tokio::sync::mpsc::channel::<Page<RecordedEvent>>(2);
+        let (decoded, next) = tokio::sync::mpsc::channel::<Page<RecordedEvent>>(2);
         let store = self.clone();
-        let after = state.position();
         // Each stage ends after the last (empty) page, at the first error, or when the next
         // stage stops listening.
         let last_of = |page: &Page<super::StoredEvent>| page.as_ref().ok()?.last().map(|r| r.position);
@@ -169,17 +189,7 @@ impl Store {
                 }
             }
         });
-        while let Some(page) = next.recv().await {
-            let events = page?;
-            if events.is_empty() {
-                break;
-            }
-            for event in &events {
-                made(state.apply(event));
-            }
-        }
-        assert!(state.position() <= upto, "the fold went past {upto}");
-        Ok(())
+        next
     }
 
     /// Up to `PAGE_ROWS` stored events after `after` up to `upto` (inclusive), in log order.

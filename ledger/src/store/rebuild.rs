@@ -51,7 +51,7 @@ impl Store {
         runtime.invalidate();
         let mut projections = Projections::new();
         let previous_cache = swap_sqlite_cache(&mut tx, -SQLITE_REBUILD_CACHE_KIB).await?;
-        let replayed = rebuild_in(&mut tx, &mut projections, &mut progress).await;
+        let replayed = self.rebuild_in(&mut tx, &mut projections, &mut progress).await;
         // The connection goes back to the pool with its own setting; a failed rebuild's own
         // error comes first.
         let restored = match previous_cache {
@@ -129,44 +129,66 @@ async fn swap_sqlite_cache(tx: &mut Tx, cache_size: i64) -> Result<Option<i64>, 
     Ok(Some(previous))
 }
 
-/// Empties the read models and replays the log into them: every line is written, but of the
-/// totals only the final value of each (the intermediate ones would be overwritten anyway).
-async fn rebuild_in(
-    tx: &mut Tx,
-    projections: &mut Projections,
-    progress: &mut impl FnMut(Position),
-) -> Result<i64, StoreError> {
-    for table in READ_MODEL_TABLES {
-        let sql = format!("DELETE FROM {table}");
-        execute!(tx, sqlx::query(sqlx::AssertSqlSafe(sql)))?;
-    }
-    let mut after: Position = 0;
-    let mut replayed = 0i64;
-    let mut policy = super::policy::PolicyWriter::default();
-    let mut read_model = super::project::Deferred::default();
-    loop {
-        // Read through the transaction's own connection: it holds the lock.
-        let sql = "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash \
-                   FROM events WHERE position > $1 ORDER BY position LIMIT $2";
-        let rows: Vec<super::StoredEvent> =
-            with_conn!(tx, |c| sqlx::query_as(sql).bind(after).bind(PAGE_ROWS).fetch_all(&mut *c).await)?;
-        let Some(last) = rows.last() else { break };
-        after = last.position;
-        for row in &rows {
-            let recorded = row.decode()?;
-            for change in readmodel::changes(&recorded) {
-                read_model.apply(tx, &change, recorded.position).await?;
-            }
-            policy.add(&projections.apply(&recorded));
-            replayed += 1;
+impl Store {
+    /// Empties the read models and replays the log into them: every line is written, but of
+    /// the totals only the final value of each (the intermediate ones would be overwritten
+    /// anyway).
+    async fn rebuild_in(
+        &self,
+        tx: &mut Tx,
+        projections: &mut Projections,
+        progress: &mut impl FnMut(Position),
+    ) -> Result<i64, StoreError> {
+        for table in READ_MODEL_TABLES {
+            let sql = format!("DELETE FROM {table}");
+            execute!(tx, sqlx::query(sqlx::AssertSqlSafe(sql)))?;
         }
-        // A page's payments and lines in a few multi-row statements; the totals (last value
-        // per key) at the end.
-        read_model.flush(tx).await?;
-        policy.write_lines(tx).await?;
-        progress(after);
+        let mut replayed = 0i64;
+        let mut policy = super::policy::PolicyWriter::default();
+        let mut read_model = super::project::Deferred::default();
+        let mut pages = if self.bulk.is_some() {
+            // SQLite file: the events are read and decoded ahead on threads of their own, on
+            // a connection of their own (see `bulk`), while this transaction writes. It holds
+            // the append lock, so the log does not move: the head is read through it.
+            let head: Option<i64> =
+                with_conn!(tx, |c| sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(&mut *c).await)?;
+            Some(self.decoded_pages(0, head.unwrap_or(0)))
+        } else {
+            None
+        };
+        let mut after: Position = 0;
+        loop {
+            let page = match pages.as_mut() {
+                Some(pages) => pages.recv().await.unwrap_or_else(|| Ok(Vec::new()))?,
+                None => {
+                    // Read through the transaction's own connection: it holds the lock, and a
+                    // second connection from the pool might not be free.
+                    let sql = "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash \
+                               FROM events WHERE position > $1 ORDER BY position LIMIT $2";
+                    let rows: Vec<super::StoredEvent> = with_conn!(tx, |c| {
+                        sqlx::query_as(sql).bind(after).bind(PAGE_ROWS).fetch_all(&mut *c).await
+                    })?;
+                    rows.iter().map(super::StoredEvent::decode).collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            for recorded in &page {
+                for change in readmodel::changes(recorded) {
+                    read_model.apply(tx, &change, recorded.position).await?;
+                }
+                policy.add(&projections.apply(recorded));
+                replayed += 1;
+            }
+            // A page's payments and lines in a few multi-row statements; the totals (last
+            // value per key) at the end.
+            read_model.flush(tx).await?;
+            policy.write_lines(tx).await?;
+            progress(after);
+        }
+        policy.write(tx).await?;
+        super::project::record_projection_positions(tx, &[readmodel::PROJECTION, super::policy::PROJECTION], after)
+            .await?;
+        Ok(replayed)
     }
-    policy.write(tx).await?;
-    super::project::record_projection_positions(tx, &[readmodel::PROJECTION, super::policy::PROJECTION], after).await?;
-    Ok(replayed)
 }
