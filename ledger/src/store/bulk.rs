@@ -32,10 +32,6 @@ pub(crate) struct BulkReader {
 /// 64 KiB; beyond it pages are read as usual).
 const MMAP_BYTES: i64 = 0x7fff_0000;
 
-/// The columns `EventRowRef::read` expects, in its order.
-pub(crate) const EVENT_COLUMNS: &str =
-    "position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash";
-
 impl BulkReader {
     /// For a database file; `None` for an in-memory database, which no other connection can
     /// open (its readers stay on sqlx).
@@ -44,11 +40,9 @@ impl BulkReader {
     }
 
     pub(crate) fn open(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-        )
-        .map_err(bulk_error)?;
+        let conn =
+            Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(bulk_error)?;
         // A reader waits only while another connection recovers the WAL.
         conn.busy_timeout(Duration::from_secs(30)).map_err(bulk_error)?;
         // Pages read from the file's mapping instead of copied out of the page cache: 7 %
@@ -76,7 +70,7 @@ fn text<'t>(position: Position, column: &str, stored: &'t [u8]) -> Result<&'t st
         .map_err(|e| StoreError::Inconsistent(format!("event {position} has a {column} that is not UTF-8: {e}")))
 }
 
-/// The columns of one row in `EVENT_COLUMNS` order, borrowed from SQLite's row buffer: the
+/// The columns of one row of `read::EVENTS_IN_RANGE`, borrowed from SQLite's row buffer: the
 /// texts as stored bytes, checked as UTF-8 only when turned into an owned event.
 pub(crate) struct EventRowRef<'r> {
     pub position: Position,
@@ -145,11 +139,7 @@ pub(crate) fn stored_page(
     upto: Position,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut statement = conn
-        .prepare(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position LIMIT ?3"
-        ))
-        .map_err(bulk_error)?;
+    let mut statement = conn.prepare(super::read::EVENTS_IN_RANGE).map_err(bulk_error)?;
     let mut rows = statement.query((after, upto, limit)).map_err(bulk_error)?;
     let mut page = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(8_192));
     while let Some(row) = rows.next().map_err(bulk_error)? {

@@ -10,16 +10,12 @@
 use std::collections::HashMap;
 
 use super::rows::{Rows, Value};
-use super::{Store, StoreError, Tx, with_conn, with_pool};
+use super::{Store, StoreError, Tx, with_conn};
 use crate::event::{Position, RecordedEvent};
 use crate::projection::{CellKey, Output, Projections};
 
 /// Events read per query when catching up or replaying.
 const PAGE_ROWS: i64 = 5_000;
-
-/// A page of events after `$1` up to `$2` (inclusive), in log order.
-const EVENTS_IN_RANGE: &str = "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, \
-     recorded_at, hash FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3";
 
 /// The in-memory fold, `None` until first needed or after a failed batch.
 #[derive(Default)]
@@ -49,7 +45,12 @@ pub(super) async fn caught_up<'r>(
     let state = runtime.state.get_or_insert_with(Projections::new);
     while state.position() < head {
         let rows: Vec<super::StoredEvent> = with_conn!(tx, |c| {
-            sqlx::query_as(EVENTS_IN_RANGE).bind(state.position()).bind(head).bind(PAGE_ROWS).fetch_all(&mut *c).await
+            sqlx::query_as(super::read::EVENTS_IN_RANGE)
+                .bind(state.position())
+                .bind(head)
+                .bind(PAGE_ROWS)
+                .fetch_all(&mut *c)
+                .await
         })?;
         if rows.is_empty() {
             return Err(StoreError::Inconsistent(format!(
@@ -168,7 +169,7 @@ impl Store {
             None => drop(tokio::spawn(async move {
                 let mut after = after;
                 loop {
-                    let page = store.stored_page(after, upto).await;
+                    let page = store.stored_in_range(after, upto, PAGE_ROWS).await;
                     let next = last_of(&page);
                     if stored.send(page).await.is_err() {
                         return;
@@ -190,13 +191,6 @@ impl Store {
             }
         });
         next
-    }
-
-    /// Up to `PAGE_ROWS` stored events after `after` up to `upto` (inclusive), in log order.
-    async fn stored_page(&self, after: Position, upto: Position) -> Result<Vec<super::StoredEvent>, StoreError> {
-        Ok(with_pool!(&self.db, |p| {
-            sqlx::query_as(EVENTS_IN_RANGE).bind(after).bind(upto).bind(PAGE_ROWS).fetch_all(p).await
-        })?)
     }
 }
 

@@ -26,6 +26,12 @@ pub struct StoredEvent {
 const COLUMNS: &str =
     "position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash";
 
+/// Up to `$3` events after `$1` up to `$2` (inclusive), in log order, the columns in
+/// `StoredEvent`'s order (catch-up, replays, rebuilds, verification; also through rusqlite,
+/// which numbers `$1`-`$3` by first appearance as sqlx does).
+pub(super) const EVENTS_IN_RANGE: &str = "SELECT position, stream_id, stream_version, event_type, schema_version, \
+     payload, metadata, recorded_at, hash FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3";
+
 impl StoredEvent {
     pub fn decode(&self) -> Result<RecordedEvent, StoreError> {
         let event = Event::decode(&self.event_type, self.schema_version, &self.payload)
@@ -82,6 +88,19 @@ impl Store {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(p).await
         })?;
         Ok(rows)
+    }
+
+    /// Stored rows after `after` up to `upto` (inclusive) in position order, at most `limit`
+    /// (undecoded).
+    pub(super) async fn stored_in_range(
+        &self,
+        after: Position,
+        upto: Position,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(with_pool!(&self.db, |p| {
+            sqlx::query_as(EVENTS_IN_RANGE).bind(after).bind(upto).bind(limit).fetch_all(p).await
+        })?)
     }
 
     /// Events after `after` in position order, at most `limit`. Because positions are

@@ -146,27 +146,28 @@ impl Store {
         let mut replayed = 0i64;
         let mut policy = super::policy::PolicyWriter::default();
         let mut read_model = super::project::Deferred::default();
-        let mut pages = if self.bulk.is_some() {
-            // SQLite file: the events are read and decoded ahead on threads of their own, on
-            // a connection of their own (see `bulk`), while this transaction writes. It holds
-            // the append lock, so the log does not move: the head is read through it.
-            let head: Option<i64> =
-                with_conn!(tx, |c| sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(&mut *c).await)?;
-            Some(self.decoded_pages(0, head.unwrap_or(0)))
-        } else {
-            None
-        };
+        // The transaction holds the append lock, so the log does not move: the head read
+        // through it is the end of the replay.
+        let head: Option<i64> =
+            with_conn!(tx, |c| sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(&mut *c).await)?;
+        let head = head.unwrap_or(0);
+        // SQLite file: the events are read and decoded ahead on threads of their own, on a
+        // connection of their own (see `bulk`), while this transaction writes.
+        let mut pages = self.bulk.is_some().then(|| self.decoded_pages(0, head));
         let mut after: Position = 0;
         loop {
             let page = match pages.as_mut() {
                 Some(pages) => pages.recv().await.unwrap_or_else(|| Ok(Vec::new()))?,
                 None => {
-                    // Read through the transaction's own connection: it holds the lock, and a
-                    // second connection from the pool might not be free.
-                    let sql = "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash \
-                               FROM events WHERE position > $1 ORDER BY position LIMIT $2";
+                    // Read through the transaction's own connection: a second connection from
+                    // the pool might not be free.
                     let rows: Vec<super::StoredEvent> = with_conn!(tx, |c| {
-                        sqlx::query_as(sql).bind(after).bind(PAGE_ROWS).fetch_all(&mut *c).await
+                        sqlx::query_as(super::read::EVENTS_IN_RANGE)
+                            .bind(after)
+                            .bind(head)
+                            .bind(PAGE_ROWS)
+                            .fetch_all(&mut *c)
+                            .await
                     })?;
                     rows.iter().map(super::StoredEvent::decode).collect::<Result<Vec<_>, _>>()?
                 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::bulk::{self, BulkReader, EventRowRef, bulk_error};
+use super::bulk::{BulkReader, EventRowRef, bulk_error};
 use super::{Store, StoreError, StoredEvent, with_pool};
 use crate::chain::{ChainedFields, GENESIS, Hash, event_hash};
 use crate::event::Position;
@@ -150,7 +150,7 @@ impl Store {
         let head = self.head().await?.map_or(0, |(p, _)| p);
         let ranges =
             if head < RANGE_ROWS_MIN { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) };
-        self.verify_chain_in_ranges(ranges, progress).await
+        self.verify_up_to(head, ranges, progress).await
     }
 
     /// `verify_chain` with the log up to the head split into `ranges` ranges, checked side by
@@ -158,16 +158,26 @@ impl Store {
     pub async fn verify_chain_in_ranges(
         &self,
         ranges: usize,
-        mut progress: impl FnMut(i64),
+        progress: impl FnMut(i64),
     ) -> Result<VerifyReport, StoreError> {
         let head = self.head().await?.map_or(0, |(p, _)| p);
+        self.verify_up_to(head, ranges, progress).await
+    }
+
+    async fn verify_up_to(
+        &self,
+        head: Position,
+        ranges: usize,
+        mut progress: impl FnMut(i64),
+    ) -> Result<VerifyReport, StoreError> {
         let done = Arc::new(AtomicI64::new(0));
         let mut tasks = Vec::new();
         for (lo, hi) in bounds(head, ranges) {
+            let start = self.range_start(lo).await?;
             let (store, done) = (self.clone(), done.clone());
             tasks.push(match self.bulk.clone() {
-                Some(reader) => tokio::task::spawn_blocking(move || check_file_range(&reader, lo, hi, &done)),
-                None => tokio::spawn(async move { store.check_range(lo, hi, &done).await }),
+                Some(reader) => tokio::task::spawn_blocking(move || check_file_range(&reader, start, lo, hi, &done)),
+                None => tokio::spawn(async move { store.check_range(start, lo, hi, &done).await }),
             });
         }
         let mut all = std::pin::pin!(futures_util::future::join_all(tasks));
@@ -206,18 +216,23 @@ impl Store {
         })
     }
 
-    /// Checks the rows in `(lo, hi]` through sqlx, hashing each page on a blocking thread
-    /// while the next one is read.
-    async fn check_range(&self, lo: Position, hi: Position, done: &AtomicI64) -> Result<RangeCheck, StoreError> {
-        let mut check = self.range_start(lo).await?;
-        let mut page = self.stored_range_page(lo, hi).await?;
+    /// Checks the rows in `(lo, hi]` from `check` through sqlx, hashing each page on a
+    /// blocking thread while the next one is read.
+    async fn check_range(
+        &self,
+        mut check: RangeCheck,
+        lo: Position,
+        hi: Position,
+        done: &AtomicI64,
+    ) -> Result<RangeCheck, StoreError> {
+        let mut page = self.stored_in_range(lo, hi, PAGE_ROWS).await?;
         while let Some(last) = page.last().map(|r| r.position) {
             let n = page.len() as i64;
             let hashing = tokio::task::spawn_blocking(move || {
                 let intact = page.iter().all(|row| check.stored(row));
                 (check, intact)
             });
-            let (next, hashed) = tokio::join!(self.stored_range_page(last, hi), hashing);
+            let (next, hashed) = tokio::join!(self.stored_in_range(last, hi, PAGE_ROWS), hashing);
             let intact;
             (check, intact) = hashed.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
             done.fetch_add(n, Ordering::Relaxed);
@@ -228,51 +243,19 @@ impl Store {
         }
         Ok(check)
     }
-
-    async fn stored_range_page(&self, after: Position, upto: Position) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3",
-            bulk::EVENT_COLUMNS
-        );
-        Ok(with_pool!(&self.db, |p| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto).bind(PAGE_ROWS).fetch_all(p).await
-        })?)
-    }
 }
 
-/// Checks the rows in `(lo, hi]` of a SQLite file on a connection of its own, hashing the
-/// text in SQLite's row buffer.
+/// Checks the rows in `(lo, hi]` of a SQLite file from `check`, on a connection of its own,
+/// hashing the bytes in SQLite's row buffer.
 fn check_file_range(
     reader: &BulkReader,
+    mut check: RangeCheck,
     lo: Position,
     hi: Position,
     done: &AtomicI64,
 ) -> Result<RangeCheck, StoreError> {
     let conn = reader.open()?;
-    let before = if lo == 0 {
-        None
-    } else {
-        let last = conn.query_row(
-            "SELECT position, hash FROM events WHERE position <= ?1 ORDER BY position DESC LIMIT 1",
-            [lo],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        );
-        match last {
-            Ok(row) => Some(row),
-            Err(rusqlite::Error::QueryReturnedNoRows) => None,
-            Err(e) => return Err(bulk_error(e)),
-        }
-    };
-    let mut check = match before {
-        Some((position, hash)) => RangeCheck::after(position, super::append::to_hash(position, &hash)?),
-        None => RangeCheck::after(0, GENESIS),
-    };
-    let mut statement = conn
-        .prepare(&format!(
-            "SELECT {} FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position LIMIT ?3",
-            bulk::EVENT_COLUMNS
-        ))
-        .map_err(bulk_error)?;
+    let mut statement = conn.prepare(super::read::EVENTS_IN_RANGE).map_err(bulk_error)?;
     let mut after = lo;
     loop {
         // A page per query, so no read holds one WAL snapshot for the whole range.
