@@ -19,6 +19,7 @@ pub mod queries;
 mod read;
 mod rebuild;
 mod rows;
+mod select;
 pub mod statements;
 pub mod stream;
 mod verify;
@@ -212,7 +213,8 @@ pub struct Store {
     policy_warm_up: Arc<tokio::sync::Mutex<()>>,
     /// SQLite: the task that checkpoints the WAL outside the append commits (see `checkpoint`).
     checkpointer: Option<Arc<checkpoint::Checkpointer>>,
-    /// SQLite database file: where verification and replays read the log (see `bulk`).
+    /// SQLite database file: where verification, replays, statements and exports read (see
+    /// `bulk` and `select`).
     bulk: Option<bulk::BulkReader>,
 }
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
+use super::select::{BulkRow, Columns, Param};
 use super::{Store, StoreError, with_pool};
 use crate::event::Position;
 use crate::ids::*;
@@ -169,6 +170,89 @@ struct TurnoverRow {
     district: String,
 }
 
+impl BulkRow for SubsidyRow {
+    fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
+        Ok(SubsidyRow {
+            position: c.get("position")?,
+            seq: c.get("seq")?,
+            line_kind: c.get("line_kind")?,
+            achievement_id: c.get("achievement_id")?,
+            cap_period: c.get("cap_period")?,
+            contract_id: c.get("contract_id")?,
+            payment_id: c.get("payment_id")?,
+            reversal_id: c.get("reversal_id")?,
+            line_date: c.date("line_date")?,
+            received_fen: c.get("received_fen")?,
+            eligible_fen: c.get("eligible_fen")?,
+            subsidy_fen: c.get("subsidy_fen")?,
+            policy_version: c.get("policy_version")?,
+            reasons: c.get("reasons")?,
+            eligible_total_fen: c.get("eligible_total_fen")?,
+            subsidy_total_fen: c.get("subsidy_total_fen")?,
+            cap_reached: c.get("cap_reached")?,
+        })
+    }
+}
+
+impl BulkRow for CompleterRow {
+    fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
+        Ok(CompleterRow {
+            position: c.get("position")?,
+            seq: c.get("seq")?,
+            ordinal: c.get("ordinal")?,
+            completer_name: c.get("completer_name")?,
+            share_basis_points: c.get("share_basis_points")?,
+            subsidy_fen: c.get("subsidy_fen")?,
+            subsidy_total_fen: c.get("subsidy_total_fen")?,
+        })
+    }
+}
+
+impl BulkRow for IncentiveRow {
+    fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
+        Ok(IncentiveRow {
+            position: c.get("position")?,
+            seq: c.get("seq")?,
+            line_kind: c.get("line_kind")?,
+            center_id: c.get("center_id")?,
+            incentive_year: c.get("incentive_year")?,
+            contract_id: c.get("contract_id")?,
+            payment_id: c.get("payment_id")?,
+            reversal_id: c.get("reversal_id")?,
+            line_date: c.date("line_date")?,
+            received_fen: c.get("received_fen")?,
+            operating_fen: c.get("operating_fen")?,
+            incentive_fen: c.get("incentive_fen")?,
+            policy_version: c.get("policy_version")?,
+            reasons: c.get("reasons")?,
+            operating_total_fen: c.get("operating_total_fen")?,
+            incentive_total_fen: c.get("incentive_total_fen")?,
+            cap_reached: c.get("cap_reached")?,
+        })
+    }
+}
+
+impl BulkRow for TurnoverRow {
+    fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
+        Ok(TurnoverRow {
+            position: c.get("position")?,
+            seq: c.get("seq")?,
+            line_kind: c.get("line_kind")?,
+            contract_id: c.get("contract_id")?,
+            payment_id: c.get("payment_id")?,
+            line_date: c.date("line_date")?,
+            contracts: c.get("contracts")?,
+            contract_amount_fen: c.get("contract_amount_fen")?,
+            tech_transaction_amount_fen: c.get("tech_transaction_amount_fen")?,
+            received_fen: c.get("received_fen")?,
+            contract_type: c.get("contract_type")?,
+            seller_kind: c.get("seller_kind")?,
+            field: c.get("field")?,
+            district: c.get("district")?,
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct PolicyRow {
     policy: String,
@@ -215,17 +299,14 @@ impl Store {
         let sql = format!(
             "SELECT {SUBSIDY_COLUMNS} FROM subsidy_lines l WHERE l.position <= $1 AND {filter} ORDER BY l.position, l.seq"
         );
-        let rows: Vec<SubsidyRow> = with_pool!(&self.db, |p| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(upto).bind(&arg).fetch_all(p).await
-        })?;
+        let params = || vec![Param::BigInt(upto), Param::Text(arg.clone())];
+        let rows: Vec<SubsidyRow> = self.select(sql, params()).await?;
         let parts_sql = format!(
             "SELECT c.position, c.seq, c.ordinal, c.completer_name, c.share_basis_points, c.subsidy_fen, c.subsidy_total_fen \
              FROM subsidy_completer_lines c JOIN subsidy_lines l ON l.position = c.position AND l.seq = c.seq \
              WHERE l.position <= $1 AND {filter} ORDER BY c.position, c.seq, c.ordinal"
         );
-        let parts: Vec<CompleterRow> = with_pool!(&self.db, |p| {
-            sqlx::query_as(sqlx::AssertSqlSafe(parts_sql)).bind(upto).bind(&arg).fetch_all(p).await
-        })?;
+        let parts: Vec<CompleterRow> = self.select(parts_sql, params()).await?;
         let mut by_line: HashMap<(i64, i32), Vec<CompleterLine>> = HashMap::new();
         for c in parts {
             by_line.entry((c.position, c.seq)).or_default().push(c.into_part());
@@ -240,33 +321,29 @@ impl Store {
 
     /// Incentive lines dated in `year` or counting in `year`, up to position `upto`.
     pub async fn incentive_lines(&self, year: i32, upto: Position) -> Result<Vec<IncentiveLine>, StoreError> {
-        let rows: Vec<IncentiveRow> = with_pool!(&self.db, |p| {
-            sqlx::query_as(
+        let rows: Vec<IncentiveRow> = self
+            .select(
                 "SELECT position, seq, line_kind, center_id, incentive_year, contract_id, payment_id, reversal_id, line_date, \
                  received_fen, operating_fen, incentive_fen, policy_version, reasons, operating_total_fen, incentive_total_fen, cap_reached \
-                 FROM incentive_lines WHERE position <= $1 AND (line_year = $2 OR incentive_year = $2) ORDER BY position, seq",
+                 FROM incentive_lines WHERE position <= $1 AND (line_year = $2 OR incentive_year = $2) ORDER BY position, seq"
+                    .to_owned(),
+                vec![Param::BigInt(upto), Param::Int(year)],
             )
-            .bind(upto)
-            .bind(year)
-            .fetch_all(p)
-            .await
-        })?;
+            .await?;
         rows.into_iter().map(IncentiveRow::into_line).collect()
     }
 
     /// Turnover lines dated in `year`, up to position `upto`.
     pub async fn turnover_lines(&self, year: i32, upto: Position) -> Result<Vec<TurnoverLine>, StoreError> {
-        let rows: Vec<TurnoverRow> = with_pool!(&self.db, |p| {
-            sqlx::query_as(
+        let rows: Vec<TurnoverRow> = self
+            .select(
                 "SELECT position, seq, line_kind, contract_id, payment_id, line_date, contracts, contract_amount_fen, \
                  tech_transaction_amount_fen, received_fen, contract_type, seller_kind, field, district \
-                 FROM turnover_lines WHERE position <= $1 AND line_year = $2 ORDER BY position, seq",
+                 FROM turnover_lines WHERE position <= $1 AND line_year = $2 ORDER BY position, seq"
+                    .to_owned(),
+                vec![Param::BigInt(upto), Param::Int(year)],
             )
-            .bind(upto)
-            .bind(year)
-            .fetch_all(p)
-            .await
-        })?;
+            .await?;
         rows.into_iter()
             .map(|r| {
                 Ok(TurnoverLine {

@@ -16,6 +16,7 @@ use chrono::{Datelike, NaiveDate};
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 
+use super::select::{BulkRow, Columns, Param, SqlxRow};
 use super::statements::{self, id};
 use super::{Store, StoreError, with_pool};
 use crate::event::Position;
@@ -148,6 +149,58 @@ struct IncentiveRow {
     contract_number: Option<String>,
 }
 
+impl BulkRow for SubsidyRow {
+    fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
+        Ok(SubsidyRow {
+            line: statements::SubsidyRow::from_bulk(c)?,
+            achievement_title: c.get("achievement_title")?,
+            contract_number: c.get("contract_number")?,
+        })
+    }
+}
+
+impl BulkRow for PartRow {
+    fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
+        Ok(PartRow {
+            part: statements::CompleterRow::from_bulk(c)?,
+            id_number_masked: c.get("id_number_masked")?,
+            id_reference: c.get("id_reference")?,
+            key_id: c.get("key_id")?,
+            nonce: c.get("nonce")?,
+            ciphertext: c.get("ciphertext")?,
+        })
+    }
+}
+
+impl BulkRow for CompleterSumRow {
+    fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
+        Ok(CompleterSumRow {
+            achievement_id: c.get("achievement_id")?,
+            ordinal: c.get("ordinal")?,
+            completer_name: c.get("completer_name")?,
+            share_basis_points: c.get("share_basis_points")?,
+            subsidy_fen: c.get("subsidy_fen")?,
+            lines: c.get("lines")?,
+            achievement_title: c.get("achievement_title")?,
+            id_number_masked: c.get("id_number_masked")?,
+            id_reference: c.get("id_reference")?,
+            key_id: c.get("key_id")?,
+            nonce: c.get("nonce")?,
+            ciphertext: c.get("ciphertext")?,
+        })
+    }
+}
+
+impl BulkRow for IncentiveRow {
+    fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
+        Ok(IncentiveRow {
+            line: statements::IncentiveRow::from_bulk(c)?,
+            center_name: c.get("center_name")?,
+            contract_number: c.get("contract_number")?,
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct CenterRow {
     center_id: String,
@@ -222,10 +275,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<R>, StoreError>
     where
-        R: Send
-            + Unpin
-            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+        R: BulkRow + SqlxRow,
     {
         let mut rows: Vec<R> = Vec::new();
         if after.position > 0 {
@@ -233,16 +283,14 @@ impl Store {
                 "{select} WHERE l.position = $1 AND l.seq > $2 AND l.line_year = $3 AND l.position <= $4 \
                  ORDER BY l.seq LIMIT $5"
             );
-            rows = with_pool!(&self.db, |p| {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(after.position)
-                    .bind(after.seq as i32)
-                    .bind(year)
-                    .bind(upto)
-                    .bind(i64::from(limit))
-                    .fetch_all(p)
-                    .await
-            })?;
+            let params = vec![
+                Param::BigInt(after.position),
+                Param::Int(after.seq as i32),
+                Param::Int(year),
+                Param::BigInt(upto),
+                Param::BigInt(i64::from(limit)),
+            ];
+            rows = self.select(sql, params).await?;
         }
         let rest = limit as usize - rows.len();
         if rest > 0 {
@@ -250,15 +298,9 @@ impl Store {
                 "{select} WHERE l.line_year = $1 AND l.position > $2 AND l.position <= $3 \
                  ORDER BY l.position, l.seq LIMIT $4"
             );
-            let more: Vec<R> = with_pool!(&self.db, |p| {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(year)
-                    .bind(after.position)
-                    .bind(upto)
-                    .bind(rest as i64)
-                    .fetch_all(p)
-                    .await
-            })?;
+            let params =
+                vec![Param::Int(year), Param::BigInt(after.position), Param::BigInt(upto), Param::BigInt(rest as i64)];
+            let more: Vec<R> = self.select(sql, params).await?;
             rows.extend(more);
         }
         Ok(rows)
@@ -344,33 +386,29 @@ impl Store {
                 "{PARTS} WHERE l.position = $2 AND l.seq > $3 AND l.seq <= $4 AND l.line_year = $5 \
                  ORDER BY c.position, c.seq, c.ordinal"
             );
-            with_pool!(&self.db, |p| {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(sealed_id_numbers)
-                    .bind(last_position)
-                    .bind(after.seq as i32)
-                    .bind(last_seq)
-                    .bind(year)
-                    .fetch_all(p)
-                    .await
-            })?
+            let params = vec![
+                Param::Bool(sealed_id_numbers),
+                Param::BigInt(last_position),
+                Param::Int(after.seq as i32),
+                Param::Int(last_seq),
+                Param::Int(year),
+            ];
+            self.select(sql, params).await?
         } else {
             let sql = format!(
                 "{PARTS} WHERE l.line_year = $2 AND l.position >= $3 AND l.position <= $5 \
                  AND (l.position > $3 OR l.seq > $4) AND (l.position < $5 OR l.seq <= $6) \
                  ORDER BY c.position, c.seq, c.ordinal"
             );
-            with_pool!(&self.db, |p| {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(sealed_id_numbers)
-                    .bind(year)
-                    .bind(after.position)
-                    .bind(after.seq as i32)
-                    .bind(last_position)
-                    .bind(last_seq)
-                    .fetch_all(p)
-                    .await
-            })?
+            let params = vec![
+                Param::Bool(sealed_id_numbers),
+                Param::Int(year),
+                Param::BigInt(after.position),
+                Param::Int(after.seq as i32),
+                Param::BigInt(last_position),
+                Param::Int(last_seq),
+            ];
+            self.select(sql, params).await?
         };
         // Both queries are in (position, seq) order: merge them.
         let mut parts = parts.into_iter().peekable();
@@ -418,23 +456,21 @@ impl Store {
              LEFT JOIN achievement_completers ac ON ac.achievement_id = s.achievement_id AND ac.ordinal = s.ordinal \
              LEFT JOIN personal_data pd ON pd.reference = ac.id_reference AND $3 \
              ORDER BY s.achievement_id, s.ordinal";
-        let rows: BoxStream<'_, Result<CompleterSumRow, sqlx::Error>> = with_pool!(&self.db, |p| {
-            sqlx::query_as(SQL).bind(upto).bind(year).bind(sealed_id_numbers).fetch(p).boxed()
-        });
-        rows.map_err(StoreError::from)
-            .and_then(|r| async move {
-                Ok(CompleterYearSum {
-                    achievement_id: AchievementId(id(&r.achievement_id)?),
-                    achievement_title: r.achievement_title,
-                    ordinal: r.ordinal as u32,
-                    name: r.completer_name,
-                    share_basis_points: r.share_basis_points as u32,
-                    subsidy: Money::from_fen(r.subsidy_fen),
-                    lines: r.lines as u32,
-                    id_number: stored_id_number(r.id_number_masked, r.id_reference, r.key_id, r.nonce, r.ciphertext)?,
-                })
+        let rows: BoxStream<'_, Result<CompleterSumRow, StoreError>> =
+            self.select_stream(SQL, vec![Param::BigInt(upto), Param::Int(year), Param::Bool(sealed_id_numbers)]);
+        rows.and_then(|r| async move {
+            Ok(CompleterYearSum {
+                achievement_id: AchievementId(id(&r.achievement_id)?),
+                achievement_title: r.achievement_title,
+                ordinal: r.ordinal as u32,
+                name: r.completer_name,
+                share_basis_points: r.share_basis_points as u32,
+                subsidy: Money::from_fen(r.subsidy_fen),
+                lines: r.lines as u32,
+                id_number: stored_id_number(r.id_number_masked, r.id_reference, r.key_id, r.nonce, r.ciphertext)?,
             })
-            .boxed()
+        })
+        .boxed()
     }
 
     /// The next page of incentive lines dated in `year`, up to `upto`, after `after`.
