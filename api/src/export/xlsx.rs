@@ -27,6 +27,10 @@ use super::{ExportError, Sink};
 
 /// Rows of a worksheet (Excel's limit).
 const SHEET_ROWS: u32 = 1_048_576;
+/// Deflate level of the workbook's zip container: Excel 365's own. Against the default (6),
+/// an export of the benchmark's year (86,463 rows) took about a fifth less time (1.18-1.30 s
+/// instead of 1.50-1.73 s) and came out 12 % larger (10.3 MB instead of 9.2 MB).
+const ZIP_LEVEL: u8 = 3;
 /// Widest column we fit to, in characters (longer texts are cut off on screen, not in data).
 const WIDTH_MAX: usize = 60;
 /// Widest summary value column; longer texts wrap.
@@ -130,6 +134,7 @@ impl<W: Write + Send> XlsxSink<W> {
     pub(crate) fn with_rows_per_sheet(out: W, lang: Lang, rows_per_sheet: u32) -> Result<XlsxSink<W>, ExportError> {
         assert!((1..=SHEET_ROWS - 2).contains(&rows_per_sheet), "a header and a totals row fit");
         let mut workbook = Workbook::new();
+        workbook.set_zip_compression_level(ZIP_LEVEL);
         // The summary is small and written first and last: a standard worksheet.
         workbook.add_worksheet().set_name(summary_title(lang))?;
         Ok(XlsxSink {
