@@ -50,7 +50,7 @@ impl BulkReader {
     /// A connection for short reads (pages of lines, statements). It reads through SQLite's
     /// page cache and does not map the file: the mapped pages would count in the process's
     /// resident memory, which an export keeps flat (with the mapping, an export of the
-    /// benchmark's year ran 20 % faster but peaked at 166 MiB instead of 33 MiB).
+    /// benchmark's year ran 20 % faster but peaked at about 163 MiB instead of 32 MiB).
     fn open_unmapped(&self) -> Result<Connection, StoreError> {
         let conn =
             Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
