@@ -20,6 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 
+use super::select::Param;
 use super::{StoreError, StoredEvent};
 use crate::chain::ChainedFields;
 use crate::event::Position;
@@ -30,7 +31,7 @@ pub(crate) struct BulkReader {
     path: PathBuf,
     /// Connections kept between short reads (a page of an export, a statement), which would
     /// otherwise each open the file and parse the schema again.
-    idle: Arc<Mutex<Vec<Connection>>>,
+    pub(super) idle: Arc<Mutex<Vec<Connection>>>,
 }
 
 /// Connections kept idle, at most (more may be open at once; the rest are closed after use).
@@ -183,7 +184,8 @@ pub(crate) fn stored_page(
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let mut statement = conn.prepare(super::read::EVENTS_IN_RANGE).map_err(bulk_error)?;
-    let mut rows = statement.query((after, upto, limit)).map_err(bulk_error)?;
+    super::select::bind_numbered(&mut statement, &[Param::BigInt(after), Param::BigInt(upto), Param::BigInt(limit)])?;
+    let mut rows = statement.raw_query();
     let mut page = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(8_192));
     while let Some(row) = rows.next().map_err(bulk_error)? {
         page.push(EventRowRef::read(row)?.to_owned()?);

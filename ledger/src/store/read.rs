@@ -23,14 +23,23 @@ pub struct StoredEvent {
     pub hash: Vec<u8>,
 }
 
-const COLUMNS: &str =
-    "position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash";
+/// The columns of an event row, in `StoredEvent`'s order (a macro, so that `concat!` can
+/// build whole statements from it).
+macro_rules! event_columns {
+    () => {
+        "position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash"
+    };
+}
 
-/// Up to `$3` events after `$1` up to `$2` (inclusive), in log order, the columns in
-/// `StoredEvent`'s order (catch-up, replays, rebuilds, verification; also through rusqlite,
-/// which numbers `$1`-`$3` by first appearance as sqlx does).
-pub(super) const EVENTS_IN_RANGE: &str = "SELECT position, stream_id, stream_version, event_type, schema_version, \
-     payload, metadata, recorded_at, hash FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3";
+const COLUMNS: &str = event_columns!();
+
+/// Up to `$3` events after `$1` up to `$2` (inclusive), in log order (catch-up, replays,
+/// rebuilds, verification; through sqlx, and through rusqlite with `select::bind_numbered`).
+pub(super) const EVENTS_IN_RANGE: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"
+);
 
 impl StoredEvent {
     pub fn decode(&self) -> Result<RecordedEvent, StoreError> {

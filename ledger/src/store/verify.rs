@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::bulk::{BulkReader, EventRowRef, bulk_error};
+use super::select::Param;
 use super::{Store, StoreError, StoredEvent, with_pool};
 use crate::chain::{ChainedFields, GENESIS, Hash, event_hash};
 use crate::event::Position;
@@ -259,7 +260,9 @@ fn check_file_range(
     let mut after = lo;
     loop {
         // A page per query, so no read holds one WAL snapshot for the whole range.
-        let mut rows = statement.query((after, hi, PAGE_ROWS)).map_err(bulk_error)?;
+        let range = [Param::BigInt(after), Param::BigInt(hi), Param::BigInt(PAGE_ROWS)];
+        super::select::bind_numbered(&mut statement, &range)?;
+        let mut rows = statement.raw_query();
         let mut n = 0;
         while let Some(row) = rows.next().map_err(bulk_error)? {
             let r = EventRowRef::read(row)?;
