@@ -310,9 +310,14 @@ both_backends!(verify_ledger_finds_the_first_tampered_position, |db| async move 
     assert_eq!(broken.position, tampered);
     assert_eq!(report.events_checked, tampered - 1, "everything before it verified");
     // Checked in ranges side by side (each from the stored hash before it; on SQLite on
-    // connections of their own), the report is the same whichever range the row falls in.
+    // connections of their own), the report is the same whichever range the row falls in,
+    // and whichever page of its range (pages of 1-3 rows cross page boundaries here).
     for ranges in 1..=4 {
         assert_eq!(store.verify_chain_in_ranges(ranges, |_| {}).await.unwrap(), report, "{ranges} ranges");
+        for pages in 1..=3 {
+            let paged = store.verify_chain_in_pages(ranges, pages, |_| {}).await.unwrap();
+            assert_eq!(paged, report, "{ranges} ranges, pages of {pages}");
+        }
     }
     db.drop_db().await;
 });
@@ -332,7 +337,10 @@ both_backends!(verify_ledger_finds_a_deleted_row_as_a_gap_in_any_number_of_range
     assert!(intact.is_intact());
     assert_eq!((intact.events_checked, intact.head_position), (head, head));
     for ranges in 1..=4 {
-        assert_eq!(store.verify_chain_in_ranges(ranges, |_| {}).await.unwrap(), intact, "{ranges} ranges");
+        for pages in [1, 2, 3, 10_000] {
+            let paged = store.verify_chain_in_pages(ranges, pages, |_| {}).await.unwrap();
+            assert_eq!(paged, intact, "{ranges} ranges, pages of {pages}");
+        }
     }
     let disable = match db.backend {
         Backend::Postgres => "ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete",
@@ -342,11 +350,14 @@ both_backends!(verify_ledger_finds_a_deleted_row_as_a_gap_in_any_number_of_range
     let deleted = head - 2;
     assert_eq!(db.execute_raw(&format!("DELETE FROM events WHERE position = {deleted}")).await.unwrap(), 1);
     for ranges in 1..=4 {
-        let report = store.verify_chain_in_ranges(ranges, |_| {}).await.unwrap();
-        let broken = report.first_break.expect("the gap is caught");
-        assert_eq!(broken.position, deleted + 1, "{ranges} ranges");
-        assert_eq!(broken.problem, format!("expected position {deleted}, found {} (a gap)", deleted + 1));
-        assert_eq!((report.events_checked, report.head_position), (deleted - 1, deleted - 1), "{ranges} ranges");
+        for pages in [1, 2, 3, 10_000] {
+            let report = store.verify_chain_in_pages(ranges, pages, |_| {}).await.unwrap();
+            let broken = report.first_break.expect("the gap is caught");
+            let case = format!("{ranges} ranges, pages of {pages}");
+            assert_eq!(broken.position, deleted + 1, "{case}");
+            assert_eq!(broken.problem, format!("expected position {deleted}, found {} (a gap)", deleted + 1));
+            assert_eq!((report.events_checked, report.head_position), (deleted - 1, deleted - 1), "{case}");
+        }
     }
     db.drop_db().await;
 });

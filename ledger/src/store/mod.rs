@@ -13,6 +13,7 @@ mod checkpoint;
 mod group;
 pub use group::{BATCH_REQUESTS_MAX, BatchObserver, GroupCommitStats};
 mod import;
+mod pgcopy;
 mod policy;
 mod project;
 pub mod queries;
