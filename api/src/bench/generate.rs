@@ -1324,4 +1324,42 @@ mod tests {
         let times: Vec<_> = a.events.iter().map(|(_, _, t)| *t).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "recorded in time order");
     }
+
+    /// Policy replays read only `projection::EVENT_TYPES`: over a whole generated market
+    /// (demands, matches, locked completers, brokers and withdrawals included), the fold of
+    /// those events alone makes the same outputs and ends with the same policy book.
+    #[test]
+    fn the_policy_fold_of_its_event_types_alone_equals_the_fold_of_the_whole_log() {
+        use ledger::event::RecordedEvent;
+        use ledger::projection::{EVENT_TYPES, Projections};
+        let options = GenerateOptions { contracts: 400, years: 2, ..GenerateOptions::default() };
+        let log: Vec<RecordedEvent> = generate_log(&options, |_| {})
+            .events
+            .into_iter()
+            .zip(1..)
+            .map(|((event, metadata, recorded_at), position)| RecordedEvent {
+                position,
+                stream_id: event.stream_id(),
+                stream_version: 1,
+                stored_schema_version: event.schema_version(),
+                event,
+                metadata,
+                recorded_at,
+                hash: [0; 32],
+            })
+            .collect();
+        let read = |e: &RecordedEvent| EVENT_TYPES.contains(&e.event.event_type());
+        let skipped: HashSet<&str> = log.iter().filter(|e| !read(e)).map(|e| e.event.event_type()).collect();
+        for kind in ["DemandPosted", "MatchProposed", "MatchAccepted", "CompletersLocked", "BrokerRegistered"] {
+            assert!(skipped.contains(kind), "the market has {kind} events to skip: {skipped:?}");
+        }
+        let (mut whole, mut filtered) = (Projections::new(), Projections::new());
+        let all: Vec<_> = log.iter().flat_map(|e| whole.apply(e)).collect();
+        let only: Vec<_> = log.iter().filter(|e| read(e)).flat_map(|e| filtered.apply(e)).collect();
+        filtered.skip_to(log.len() as i64);
+        assert!(all.len() > 1_000, "{} outputs", all.len());
+        assert_eq!(only, all);
+        assert_eq!(filtered.policies(), whole.policies());
+        assert_eq!(filtered.position(), whole.position());
+    }
 }

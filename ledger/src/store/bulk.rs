@@ -176,14 +176,16 @@ impl<'r> EventRowRef<'r> {
     }
 }
 
-/// Up to `limit` events after `after` up to `upto` (inclusive), in log order.
+/// Up to `limit` events (of those `which` selects) after `after` up to `upto` (inclusive),
+/// in log order.
 pub(crate) fn stored_page(
     conn: &Connection,
+    which: super::read::Which,
     after: Position,
     upto: Position,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut statement = conn.prepare(super::read::EVENTS_IN_RANGE).map_err(bulk_error)?;
+    let mut statement = conn.prepare(which.sql()).map_err(bulk_error)?;
     super::select::bind_numbered(&mut statement, &[Param::BigInt(after), Param::BigInt(upto), Param::BigInt(limit)])?;
     let mut rows = statement.raw_query();
     let mut page = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(8_192));

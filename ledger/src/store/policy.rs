@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use super::read::Which;
 use super::rows::{Rows, Value};
 use super::{Store, StoreError, Tx, with_conn};
 use crate::event::{Position, RecordedEvent};
@@ -116,7 +117,7 @@ impl Store {
         upto: Position,
         mut made: impl FnMut(Vec<Output>),
     ) -> Result<(), StoreError> {
-        let mut next = self.decoded_pages(state.position(), upto);
+        let mut next = self.decoded_pages(Which::Policy, state.position(), upto);
         while let Some(page) = next.recv().await {
             let events = page?;
             if events.is_empty() {
@@ -126,16 +127,19 @@ impl Store {
                 made(state.apply(event));
             }
         }
-        assert!(state.position() <= upto, "the fold went past {upto}");
+        // The events the fold does not read were passed over, not lost: up to `upto` (at
+        // most the head, whose events are all final) the fold has seen the whole log.
+        state.skip_to(upto);
         Ok(())
     }
 
-    /// The events after `after` up to `upto` (inclusive), decoded, in pages in log order,
-    /// the last one empty (or an error). Two stages, each two pages ahead of the caller: a
+    /// The events `which` selects after `after` up to `upto` (inclusive), decoded, in pages
+    /// in log order, the last one empty (or an error). Two stages, each two pages ahead of the caller: a
     /// task reads the next pages (on a SQLite file, a blocking thread on a connection of its
     /// own: see `bulk`), and a blocking thread decodes them.
     pub(super) fn decoded_pages(
         &self,
+        which: Which,
         after: Position,
         upto: Position,
     ) -> tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>> {
@@ -155,7 +159,7 @@ impl Store {
                 };
                 let mut after = after;
                 loop {
-                    let page = super::bulk::stored_page(&conn, after, upto, PAGE_ROWS);
+                    let page = super::bulk::stored_page(&conn, which, after, upto, PAGE_ROWS);
                     let next = last_of(&page);
                     if stored.blocking_send(page).is_err() {
                         return;
@@ -169,7 +173,7 @@ impl Store {
             None => drop(tokio::spawn(async move {
                 let mut after = after;
                 loop {
-                    let page = store.stored_in_range(after, upto, PAGE_ROWS).await;
+                    let page = store.stored_of(which, after, upto, PAGE_ROWS).await;
                     let next = last_of(&page);
                     if stored.send(page).await.is_err() {
                         return;

@@ -153,7 +153,7 @@ impl Store {
         let head = head.unwrap_or(0);
         // SQLite file: the events are read and decoded ahead on threads of their own, on a
         // connection of their own (see `bulk`), while this transaction writes.
-        let mut pages = self.bulk.is_some().then(|| self.decoded_pages(0, head));
+        let mut pages = self.bulk.is_some().then(|| self.decoded_pages(super::read::Which::All, 0, head));
         let mut after: Position = 0;
         loop {
             let page = match pages.as_mut() {
