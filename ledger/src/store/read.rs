@@ -42,8 +42,10 @@ pub(super) const EVENTS_IN_RANGE: &str = concat!(
 );
 
 /// `EVENTS_IN_RANGE` keeping only the event types the policy fold reads
-/// (`projection::EVENT_TYPES`): a policy replay passes over demands, matches and brokers
-/// without reading or decoding them (about a fifth of a year's events).
+/// (`projection::EVENT_TYPES`): a policy replay of a SQLite file passes over demands, matches
+/// and brokers without reading or decoding them (about a fifth of a year's events). SQLite
+/// always reads it as a range of the rowid; PostgreSQL's plan for it depends on the table's
+/// statistics, so replays there read every event (see `Store::decoded_pages`).
 pub(super) static POLICY_EVENTS_IN_RANGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let types: Vec<String> = crate::projection::EVENT_TYPES.iter().map(|t| format!("'{t}'")).collect();
     format!(
@@ -136,19 +138,8 @@ impl Store {
         upto: Position,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.stored_of(Which::All, after, upto, limit).await
-    }
-
-    /// `stored_in_range` of the events `which` selects.
-    pub(super) async fn stored_of(
-        &self,
-        which: Which,
-        after: Position,
-        upto: Position,
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
         Ok(with_pool!(&self.db, |p| {
-            sqlx::query_as(sqlx::AssertSqlSafe(which.sql())).bind(after).bind(upto).bind(limit).fetch_all(p).await
+            sqlx::query_as(EVENTS_IN_RANGE).bind(after).bind(upto).bind(limit).fetch_all(p).await
         })?)
     }
 
