@@ -115,6 +115,21 @@ pub struct GeneratedLog {
     pub stats: GenerateStats,
 }
 
+/// A generated event as the pure fold reads it, at `position`: the fold reads neither
+/// stream versions nor hashes, so those are placeholders.
+pub fn as_recorded(position: i64, event: Event, metadata: Metadata, recorded_at: DateTime<Utc>) -> RecordedEvent {
+    RecordedEvent {
+        position,
+        stream_id: event.stream_id(),
+        stream_version: 1,
+        stored_schema_version: event.schema_version(),
+        event,
+        metadata,
+        recorded_at,
+        hash: [0; 32],
+    }
+}
+
 /// Runs a generator to its end and keeps the events; `progress` is called every few
 /// thousand commands.
 pub fn generate_log(options: &GenerateOptions, mut progress: impl FnMut(&GenerateStats)) -> GeneratedLog {
@@ -1337,16 +1352,7 @@ mod tests {
             .events
             .into_iter()
             .zip(1..)
-            .map(|((event, metadata, recorded_at), position)| RecordedEvent {
-                position,
-                stream_id: event.stream_id(),
-                stream_version: 1,
-                stored_schema_version: event.schema_version(),
-                event,
-                metadata,
-                recorded_at,
-                hash: [0; 32],
-            })
+            .map(|((event, metadata, recorded_at), position)| as_recorded(position, event, metadata, recorded_at))
             .collect();
         let read = |e: &RecordedEvent| EVENT_TYPES.contains(&e.event.event_type());
         let skipped: HashSet<&str> = log.iter().filter(|e| !read(e)).map(|e| e.event.event_type()).collect();

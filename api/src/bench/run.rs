@@ -43,7 +43,7 @@ use ledger::{Actor, Money, Role};
 use sqlx::Connection as _;
 use tokio::io::AsyncBufReadExt;
 
-use super::generate::{GenerateOptions, GenerateStats, generate_log};
+use super::generate::{GenerateOptions, GenerateStats, as_recorded, generate_log};
 use super::http_load::{CheckFn, LoadResult, RequestFn, run_load, single_request};
 
 /// Contracts of the default run: fits the whole run, both engines, in about ten minutes on
@@ -345,16 +345,7 @@ fn fold_rate(log: &[(Event, Metadata, DateTime<Utc>)], progress: &ProgressBar) -
             .iter()
             .map(|(event, metadata, at)| {
                 position += 1;
-                RecordedEvent {
-                    position,
-                    stream_id: event.stream_id(),
-                    stream_version: 1,
-                    stored_schema_version: event.schema_version(),
-                    event: event.clone(),
-                    metadata: metadata.clone(),
-                    recorded_at: *at,
-                    hash: [0; 32],
-                }
+                as_recorded(position, event.clone(), metadata.clone(), *at)
             })
             .collect();
         let t = Instant::now();

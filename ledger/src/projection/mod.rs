@@ -137,7 +137,8 @@ impl Terms {
 }
 
 /// The event types the projections read; a replay may skip every other one (policy
-/// replays do: `store::read::POLICY_EVENTS_IN_RANGE`, and a property test checks that
+/// replays of a SQLite file do: `store::read::POLICY_EVENTS_IN_RANGE`; the test
+/// `the_policy_fold_of_its_event_types_alone_equals_the_fold_of_the_whole_log` checks that
 /// skipping them changes nothing).
 pub const EVENT_TYPES: [&str; 12] = [
     "OrganisationRegistered",

@@ -20,7 +20,7 @@ use crate::event::Position;
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
-/// The columns `parse_rows` reads, in this order.
+/// The columns `rows` reads, in `event_page`'s order.
 const FIELDS: i16 = 9;
 
 /// The rows after `after` up to `upto` (inclusive) in position order, as the bytes of a
@@ -41,11 +41,11 @@ pub(super) async fn event_page(pool: &PgPool, after: Position, upto: Position) -
 }
 
 /// Calls `each` with every row of a page from [`event_page`] (its chained fields and stored
-/// hash) until it returns `false`. Returns the number of rows read and the last position.
+/// hash) until it returns `false`. Returns the number of rows read.
 pub(super) fn rows(
     page: &[u8],
     mut each: impl FnMut(&ChainedFields<'_, [u8]>, &[u8]) -> bool,
-) -> Result<(i64, Option<Position>), StoreError> {
+) -> Result<i64, StoreError> {
     let mut r = Reader { bytes: page, at: 0 };
     if r.take(SIGNATURE.len())? != SIGNATURE {
         return Err(malformed("no binary COPY signature"));
@@ -53,7 +53,7 @@ pub(super) fn rows(
     let _flags = r.take(4)?;
     let extension = r.int(4)? as usize;
     r.take(extension)?;
-    let (mut n, mut last) = (0, None);
+    let mut n = 0;
     loop {
         let count = r.int(2)? as i16;
         if count == -1 {
@@ -82,15 +82,14 @@ pub(super) fn rows(
             recorded_at_micros,
         };
         n += 1;
-        last = Some(position);
         if !each(&fields, hash) {
-            return Ok((n, last));
+            return Ok(n);
         }
     }
     if r.at != page.len() {
         return Err(malformed("bytes after the end of the data"));
     }
-    Ok((n, last))
+    Ok(n)
 }
 
 fn malformed(what: &str) -> StoreError {
@@ -176,7 +175,7 @@ mod tests {
             (8, "contract-2", 1, "ContractSigned", 3, "{}", "{\"m\":\"é\"}", -1, &[2; 32]),
         ]);
         let mut seen = Vec::new();
-        let (n, last) = rows(&bytes, |f, hash| {
+        let n = rows(&bytes, |f, hash| {
             seen.push((
                 f.position,
                 f.stream_id.to_vec(),
@@ -191,7 +190,8 @@ mod tests {
             true
         })
         .unwrap();
-        assert_eq!((n, last), (2, Some(8)));
+        assert_eq!(n, 2);
+        assert_eq!(seen[1].0, 8);
         assert_eq!(
             seen[0],
             (
@@ -214,8 +214,13 @@ mod tests {
     #[test]
     fn reading_stops_when_told() {
         let bytes = page(&[(1, "s", 1, "T", 1, "{}", "{}", 0, &[0; 32]), (2, "s", 2, "T", 1, "{}", "{}", 0, &[0; 32])]);
-        assert_eq!(rows(&bytes, |_, _| false).unwrap(), (1, Some(1)));
-        assert_eq!(rows(&page(&[]), |_, _| true).unwrap(), (0, None));
+        let mut seen = Vec::new();
+        let n = rows(&bytes, |f, _| {
+            seen.push(f.position);
+            false
+        });
+        assert_eq!((n.unwrap(), seen), (1, vec![1]));
+        assert_eq!(rows(&page(&[]), |_, _| true).unwrap(), 0);
     }
 
     #[test]

@@ -133,8 +133,9 @@ impl Store {
         Ok(())
     }
 
-    /// The events `which` selects after `after` up to `upto` (inclusive), decoded, in pages
-    /// in log order, the last one empty (or an error). Two stages, each two pages ahead of the caller: a
+    /// The events after `after` up to `upto` (inclusive), decoded, in pages in log order, the
+    /// last one empty (or an error): on a SQLite file only those `which` selects, elsewhere
+    /// every one (a fold passes over the types it does not read). Two stages, each two pages ahead of the caller: a
     /// task reads the next pages (on a SQLite file, a blocking thread on a connection of its
     /// own: see `bulk`), and a blocking thread decodes them.
     pub(super) fn decoded_pages(

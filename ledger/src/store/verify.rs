@@ -292,7 +292,7 @@ async fn check_copied_range(
                 intact = check.row(fields, hash);
                 intact
             });
-            read.map(|(n, _)| (check, intact, n))
+            read.map(|n| (check, intact, n))
         });
         (after, upto) = window(upto);
         let (next, hashed) = tokio::join!(
