@@ -107,16 +107,15 @@ impl Store {
         after_version: StreamVersion,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // The limit is written into the statement, not bound: the bundled SQLite (3.51)
+        // prepares a statement with a bound `LIMIT` again every time it is bound (checked with
+        // `SQLITE_STMTSTATUS_REPREPARE`: once per execution, even for the same value).
         let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version LIMIT $3"
+            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version LIMIT {}",
+            limit.max(0)
         );
         let rows: Vec<StoredEvent> = with_pool!(&self.db, |p| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(stream.as_str())
-                .bind(after_version)
-                .bind(limit)
-                .fetch_all(p)
-                .await
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(stream.as_str()).bind(after_version).fetch_all(p).await
         })?;
         rows.iter().map(StoredEvent::decode).collect()
     }
@@ -174,11 +173,34 @@ impl Store {
         Ok(p.unwrap_or(0))
     }
 
-    /// The whole event lists of several streams, for loading a decision's facts.
+    /// The whole event lists of several streams, for loading a decision's facts. Only what a
+    /// decision folds is read and decoded (every command on a stream not in the state cache
+    /// pays for this read), by a statement with nothing but the stream bound (see
+    /// `read_stream_after` on a bound `LIMIT`).
     pub async fn read_streams(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, Vec<Event>)>, StoreError> {
         let mut out = Vec::with_capacity(streams.len());
         for stream in streams {
-            let events = self.read_stream(stream).await?.into_iter().map(|r| r.event).collect();
+            let rows: Vec<(i64, i64, String, i32, String)> = with_pool!(&self.db, |p| {
+                sqlx::query_as(
+                    "SELECT position, stream_version, event_type, schema_version, payload FROM events \
+                     WHERE stream_id = $1 ORDER BY stream_version",
+                )
+                .bind(stream.as_str())
+                .fetch_all(p)
+                .await
+            })?;
+            let mut events = Vec::with_capacity(rows.len());
+            for (expected, (position, version, event_type, schema_version, payload)) in (1..).zip(rows) {
+                if version != expected {
+                    return Err(StoreError::Inconsistent(format!(
+                        "stream {stream} has version {version} where {expected} was due (event {position})"
+                    )));
+                }
+                events.push(
+                    Event::decode(&event_type, schema_version, &payload)
+                        .map_err(|source| StoreError::Decode { position, source })?,
+                );
+            }
             out.push((stream.clone(), events));
         }
         Ok(out)
