@@ -362,6 +362,41 @@ both_backends!(verify_ledger_finds_a_deleted_row_as_a_gap_in_any_number_of_range
     db.drop_db().await;
 });
 
+both_backends!(a_decision_refuses_a_stream_with_a_missing_version_instead_of_folding_around_it, |db| async move {
+    let store = db.store().await;
+    let ledger = Ledger::new(store.clone());
+    let seller = register_university(&ledger, "500106").await;
+    let buyer = register_organisation(&ledger, OrganisationKind::Enterprise, "500112").await;
+    let contract = sign_contract(&ledger, seller, buyer, None, yuan(1_000_000)).await;
+    for (i, day) in ["01", "02", "03"].iter().enumerate() {
+        let at = format!("2024-04-{day}T10:00:00+08:00");
+        run(&ledger, &registrar(), payment(contract, yuan(100), &at, &format!("B{i}"))).await.unwrap();
+    }
+    let stream = contract.stream();
+    let whole = store.read_streams(std::slice::from_ref(&stream)).await.unwrap();
+    let events = &whole[0].1;
+    assert_eq!(events.len(), store.read_stream(&stream).await.unwrap().len(), "every event of the stream");
+    assert!(matches!(events.last(), Some(Event::PaymentSettled(p)) if p.bank_reference == "B2"));
+
+    let disable = match db.backend {
+        Backend::Postgres => "ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete",
+        Backend::Sqlite => "DROP TRIGGER events_no_delete",
+    };
+    db.execute_raw(disable).await.unwrap();
+    let head = store.head().await.unwrap().unwrap().0;
+    // The middle payment: the stream's versions now skip one.
+    assert_eq!(db.execute_raw(&format!("DELETE FROM events WHERE position = {}", head - 1)).await.unwrap(), 1);
+    let error = store.read_streams(std::slice::from_ref(&stream)).await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains(&format!("stream {stream} has version")), "{message}");
+    assert!(message.contains(&format!("(event {head})")), "{message}");
+    // A new process (no cached state) refuses to decide on it.
+    let fresh = Ledger::new(store.clone());
+    let refused = run(&fresh, &registrar(), payment(contract, yuan(100), "2024-04-05T10:00:00+08:00", "B9")).await;
+    assert!(refused.is_err(), "a payment decided on a stream with a hole: {refused:?}");
+    db.drop_db().await;
+});
+
 both_backends!(an_idempotency_key_returns_the_first_receipt_and_appends_nothing, |db| async move {
     let store = db.store().await;
     let ledger = Ledger::new(store.clone());
