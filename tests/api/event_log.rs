@@ -281,6 +281,25 @@ both_backends!(the_event_log_rejects_update_and_delete_at_the_database_level, |d
     db.drop_db().await;
 });
 
+/// Someone with database rights turns off one of the log's guards (on PostgreSQL one trigger
+/// guards against both updates and deletes; on SQLite `sqlite_trigger` is dropped).
+async fn disable_events_guard(db: &integration::TestDb, sqlite_trigger: &str) {
+    let sql = match db.backend {
+        Backend::Postgres => "ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete".to_owned(),
+        Backend::Sqlite => format!("DROP TRIGGER {sqlite_trigger}"),
+    };
+    db.execute_raw(&sql).await.unwrap();
+}
+
+/// Records 100 yuan on `contract` on each of the first `days` days of April 2024 (references
+/// B0, B1, ...).
+async fn pay_100_yuan_a_day(ledger: &Ledger, contract: ContractId, days: u32) {
+    for day in 1..=days {
+        let at = format!("2024-04-{day:02}T10:00:00+08:00");
+        run(ledger, &registrar(), payment(contract, yuan(100), &at, &format!("B{}", day - 1))).await.unwrap();
+    }
+}
+
 both_backends!(verify_ledger_finds_the_first_tampered_position, |db| async move {
     let store = db.store().await;
     let ledger = Ledger::new(store.clone());
@@ -292,11 +311,7 @@ both_backends!(verify_ledger_finds_the_first_tampered_position, |db| async move 
     assert!(store.verify_chain(|_| {}).await.unwrap().is_intact());
     let head = store.head().await.unwrap().unwrap().0;
     // Someone with database rights turns the triggers off and changes the first payment.
-    let disable = match db.backend {
-        Backend::Postgres => "ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete",
-        Backend::Sqlite => "DROP TRIGGER events_no_update",
-    };
-    db.execute_raw(disable).await.unwrap();
+    disable_events_guard(&db, "events_no_update").await;
     let tampered = head - 1;
     let n = db
         .execute_raw(&format!(
@@ -328,10 +343,7 @@ both_backends!(verify_ledger_finds_a_deleted_row_as_a_gap_in_any_number_of_range
     let seller = register_university(&ledger, "500106").await;
     let buyer = register_organisation(&ledger, OrganisationKind::Enterprise, "500112").await;
     let contract = sign_contract(&ledger, seller, buyer, None, yuan(1_000_000)).await;
-    for (i, day) in ["01", "02", "03", "04"].iter().enumerate() {
-        let at = format!("2024-04-{day}T10:00:00+08:00");
-        run(&ledger, &registrar(), payment(contract, yuan(100), &at, &format!("B{i}"))).await.unwrap();
-    }
+    pay_100_yuan_a_day(&ledger, contract, 4).await;
     let head = store.head().await.unwrap().unwrap().0;
     let intact = store.verify_chain(|_| {}).await.unwrap();
     assert!(intact.is_intact());
@@ -342,11 +354,7 @@ both_backends!(verify_ledger_finds_a_deleted_row_as_a_gap_in_any_number_of_range
             assert_eq!(paged, intact, "{ranges} ranges, pages of {pages}");
         }
     }
-    let disable = match db.backend {
-        Backend::Postgres => "ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete",
-        Backend::Sqlite => "DROP TRIGGER events_no_delete",
-    };
-    db.execute_raw(disable).await.unwrap();
+    disable_events_guard(&db, "events_no_delete").await;
     let deleted = head - 2;
     assert_eq!(db.execute_raw(&format!("DELETE FROM events WHERE position = {deleted}")).await.unwrap(), 1);
     for ranges in 1..=4 {
@@ -368,21 +376,14 @@ both_backends!(a_decision_refuses_a_stream_with_a_missing_version_instead_of_fol
     let seller = register_university(&ledger, "500106").await;
     let buyer = register_organisation(&ledger, OrganisationKind::Enterprise, "500112").await;
     let contract = sign_contract(&ledger, seller, buyer, None, yuan(1_000_000)).await;
-    for (i, day) in ["01", "02", "03"].iter().enumerate() {
-        let at = format!("2024-04-{day}T10:00:00+08:00");
-        run(&ledger, &registrar(), payment(contract, yuan(100), &at, &format!("B{i}"))).await.unwrap();
-    }
+    pay_100_yuan_a_day(&ledger, contract, 3).await;
     let stream = contract.stream();
     let whole = store.read_streams(std::slice::from_ref(&stream)).await.unwrap();
     let events = &whole[0].1;
     assert_eq!(events.len(), store.read_stream(&stream).await.unwrap().len(), "every event of the stream");
     assert!(matches!(events.last(), Some(Event::PaymentSettled(p)) if p.bank_reference == "B2"));
 
-    let disable = match db.backend {
-        Backend::Postgres => "ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete",
-        Backend::Sqlite => "DROP TRIGGER events_no_delete",
-    };
-    db.execute_raw(disable).await.unwrap();
+    disable_events_guard(&db, "events_no_delete").await;
     let head = store.head().await.unwrap().unwrap().0;
     // The middle payment: the stream's versions now skip one.
     assert_eq!(db.execute_raw(&format!("DELETE FROM events WHERE position = {}", head - 1)).await.unwrap(), 1);
