@@ -48,6 +48,11 @@ impl BulkReader {
         path.is_file().then(|| BulkReader { path: path.to_owned(), idle: Arc::default() })
     }
 
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// A connection for short reads (pages of lines, statements). It reads through SQLite's
     /// page cache and does not map the file: the mapped pages would count in the process's
     /// resident memory, which an export keeps flat (with the mapping, an export of the

@@ -154,6 +154,9 @@ pub enum StoreError {
     /// A read on SQLite's bulk-read connection failed (see `bulk`).
     #[error("database error (SQLite bulk read): {0}")]
     Bulk(String),
+    /// A write through the SQLite connection's own handle failed (see `rows`).
+    #[error("database error (SQLite write): {0}")]
+    SqliteWrite(#[source] rusqlite::Error),
 }
 
 impl StoreError {
@@ -176,6 +179,10 @@ impl StoreError {
                 })
             }
             StoreError::Batch { transient, .. } => *transient,
+            StoreError::SqliteWrite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
             _ => false,
         }
     }

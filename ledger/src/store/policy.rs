@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::read::Which;
-use super::rows::{Rows, Value};
+use super::rows::{Rows, Sink, Value};
 use super::{Store, StoreError, Tx, with_conn};
 use crate::event::{Position, RecordedEvent};
 use crate::projection::{CellKey, Output, Projections};
@@ -402,20 +402,20 @@ impl PolicyWriter {
     }
 
     /// Writes everything added so far: lines are inserted, totals replace the previous ones.
-    pub(super) async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+    pub(super) async fn write(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
         self.write_lines(tx).await?;
         self.write_totals(tx).await
     }
 
     /// Writes the lines added so far; the totals wait (a rebuild writes only their last values).
-    pub(super) async fn write_lines(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+    pub(super) async fn write_lines(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
         self.subsidy_lines.write(tx).await?;
         self.subsidy_completer_lines.write(tx).await?;
         self.incentive_lines.write(tx).await?;
         self.turnover_lines.write(tx).await.map(|_| ())
     }
 
-    async fn write_totals(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+    async fn write_totals(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
         let mut totals = Rows::new(
             "INSERT INTO subsidy_totals (achievement_id, cap_period, eligible_received_fen, subsidy_fen, cap_fen, cap_reached, updated_position) VALUES",
             7,

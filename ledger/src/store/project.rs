@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::rows::{Rows, Value};
+use super::rows::{Rows, Sink, Value};
 use super::{StoreError, Tx, execute, with_conn};
 use crate::event::Position;
 use crate::ids::StreamId;
@@ -39,7 +39,7 @@ pub(super) async fn claim(
 
 /// Records that `projections` have seen the log up to `position` (one statement).
 pub(super) async fn record_projection_positions(
-    tx: &mut Tx,
+    tx: &mut impl Sink,
     projections: &[&str],
     position: Position,
 ) -> Result<(), StoreError> {
@@ -180,7 +180,7 @@ impl Default for Inserts {
 
 impl Inserts {
     /// Each INSERT must add every row it carries.
-    async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+    async fn write(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
         for rows in [
             &mut self.organisations,
             &mut self.accreditations,
@@ -229,7 +229,12 @@ impl Default for Deferred {
 impl Deferred {
     /// Takes `change`, made by the event at `position`, to be written at the next
     /// [`flush`](Self::flush).
-    pub(super) async fn apply(&mut self, tx: &mut Tx, change: &Change, position: Position) -> Result<(), StoreError> {
+    pub(super) async fn apply(
+        &mut self,
+        tx: &mut impl Sink,
+        change: &Change,
+        position: Position,
+    ) -> Result<(), StoreError> {
         let inserts = &mut self.inserts;
         match change {
             Change::Claim { claim, owner } => {
@@ -453,7 +458,7 @@ impl Deferred {
     }
 
     /// Writes everything held back, in the order described on [`Deferred`].
-    pub(super) async fn flush(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+    pub(super) async fn flush(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
         let claims = self.claims.len() as u64;
         let claimed = self.claims.write(tx).await?;
         if claimed != claims {
@@ -481,7 +486,7 @@ impl Deferred {
     }
 
     /// A match's status follows from both answers (the rule of `Match::status`).
-    async fn write_match_statuses(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+    async fn write_match_statuses(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
         let mut update = Rows::new(
             "UPDATE matches SET status = CASE \
                WHEN owner_answer = 'declined' OR enterprise_answer = 'declined' THEN 'declined' \
@@ -538,7 +543,7 @@ impl Patches {
     }
 
     /// Writes the patches; each id must name exactly one row.
-    async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+    async fn write(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
         let mut shapes: hashlink::LinkedHashMap<Vec<&'static str>, (Rows, u64)> = hashlink::LinkedHashMap::new();
         for (id, mut patch) in self.rows.drain() {
             patch.set.sort_unstable_by_key(|(column, _)| *column);
@@ -616,7 +621,7 @@ impl<const N: usize> Sums<N> {
     }
 
     /// Writes the sums; each id must name exactly one row.
-    async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+    async fn write(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
         let expected = self.rows.len() as u64;
         let mut update = update_by_id(self.table, &self.columns, Assign::Add);
         for (id, (sums, position)) in self.rows.drain() {

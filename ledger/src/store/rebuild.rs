@@ -4,8 +4,9 @@
 
 use serde::Serialize;
 
+use super::rows::{Rows, Sink, SqliteSink, blocking};
 use super::{Store, StoreError, Tx, execute, with_conn};
-use crate::event::Position;
+use crate::event::{Position, RecordedEvent};
 use crate::projection::Projections;
 use crate::readmodel;
 
@@ -46,12 +47,15 @@ pub struct RebuildReport {
 impl Store {
     /// Rebuilds every read model from the log. `progress` gets the last position replayed.
     pub async fn rebuild_projections(&self, mut progress: impl FnMut(Position)) -> Result<RebuildReport, StoreError> {
+        if let Some(bulk) = &self.bulk {
+            return self.rebuild_sqlite_file(bulk, &mut progress).await;
+        }
         let mut tx = self.begin_append().await?;
         let mut runtime = self.policy_runtime.lock().await;
         runtime.invalidate();
         let mut projections = Projections::new();
         let previous_cache = swap_sqlite_cache(&mut tx, -SQLITE_REBUILD_CACHE_KIB).await?;
-        let replayed = self.rebuild_in(&mut tx, &mut projections, &mut progress).await;
+        let replayed = rebuild_in(&mut tx, &mut projections, &mut progress).await;
         // The connection goes back to the pool with its own setting; a failed rebuild's own
         // error comes first.
         let restored = match previous_cache {
@@ -61,6 +65,38 @@ impl Store {
         let replayed = replayed?;
         restored?;
         tx.commit().await?;
+        let head_position = projections.position();
+        runtime.state = Some(projections);
+        Ok(RebuildReport { events_replayed: replayed, head_position })
+    }
+
+    /// On a SQLite file: the same replay, written through a connection of our own (see
+    /// [`SqliteSink`]) that holds the append lock for its transaction: our own writers queue
+    /// behind the in-process guard, other processes behind SQLite's write lock.
+    async fn rebuild_sqlite_file(
+        &self,
+        bulk: &super::bulk::BulkReader,
+        progress: &mut impl FnMut(Position),
+    ) -> Result<RebuildReport, StoreError> {
+        let _turn = self.sqlite_writer.clone().lock_owned().await;
+        let mut runtime = self.policy_runtime.lock().await;
+        runtime.invalidate();
+        let mut projections = Projections::new();
+        let connection = blocking(|| open_rebuild_connection(bulk.path()))?;
+        let mut rebuild = SqliteRebuild { sink: SqliteSink { connection }, pages: None, store: self.clone() };
+        let replayed = match rebuild_in(&mut rebuild, &mut projections, progress).await {
+            Ok(replayed) => replayed,
+            Err(e) => {
+                // Closing the connection would roll back too; a failed rollback changes
+                // nothing the caller can act on, so the rebuild's own error is the one told.
+                let _ = blocking(|| rebuild.sink.connection.execute_batch("ROLLBACK"));
+                return Err(e);
+            }
+        };
+        blocking(|| rebuild.sink.connection.execute_batch("COMMIT")).map_err(StoreError::SqliteWrite)?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
         let head_position = projections.position();
         runtime.state = Some(projections);
         Ok(RebuildReport { events_replayed: replayed, head_position })
@@ -129,67 +165,134 @@ async fn swap_sqlite_cache(tx: &mut Tx, cache_size: i64) -> Result<Option<i64>, 
     Ok(Some(previous))
 }
 
-impl Store {
-    /// Empties the read models and replays the log into them: every line is written, but of
-    /// the totals only the final value of each (the intermediate ones would be overwritten
-    /// anyway).
-    async fn rebuild_in(
-        &self,
-        tx: &mut Tx,
-        projections: &mut Projections,
-        progress: &mut impl FnMut(Position),
-    ) -> Result<i64, StoreError> {
+/// What a rebuild writes to and reads from: an append transaction through sqlx, or a SQLite
+/// file's own rebuild connection.
+trait Rebuilding: Sink {
+    /// Empties every read-model table.
+    async fn empty_read_models(&mut self) -> Result<(), StoreError>;
+    /// The last position of the log (0 when empty); the log does not move while the rebuild
+    /// holds the append lock.
+    async fn head(&mut self) -> Result<Position, StoreError>;
+    /// The next page of events after `after` up to `head`, decoded; empty at the end.
+    async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError>;
+}
+
+impl Rebuilding for Tx {
+    async fn empty_read_models(&mut self) -> Result<(), StoreError> {
         for table in READ_MODEL_TABLES {
             let sql = format!("DELETE FROM {table}");
-            execute!(tx, sqlx::query(sqlx::AssertSqlSafe(sql)))?;
+            execute!(self, sqlx::query(sqlx::AssertSqlSafe(sql)))?;
         }
-        let mut replayed = 0i64;
-        let mut policy = super::policy::PolicyWriter::default();
-        let mut read_model = super::project::Deferred::default();
-        // The transaction holds the append lock, so the log does not move: the head read
-        // through it is the end of the replay.
-        let head: Option<i64> =
-            with_conn!(tx, |c| sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(&mut *c).await)?;
-        let head = head.unwrap_or(0);
-        // SQLite file: the events are read and decoded ahead on threads of their own, on a
-        // connection of their own (see `bulk`), while this transaction writes.
-        let mut pages = self.bulk.is_some().then(|| self.decoded_pages(super::read::Which::All, 0, head));
-        let mut after: Position = 0;
-        loop {
-            let page = match pages.as_mut() {
-                Some(pages) => pages.recv().await.unwrap_or_else(|| Ok(Vec::new()))?,
-                None => {
-                    // Read through the transaction's own connection: a second connection from
-                    // the pool might not be free.
-                    let rows: Vec<super::StoredEvent> = with_conn!(tx, |c| {
-                        sqlx::query_as(super::read::EVENTS_IN_RANGE)
-                            .bind(after)
-                            .bind(head)
-                            .bind(PAGE_ROWS)
-                            .fetch_all(&mut *c)
-                            .await
-                    })?;
-                    rows.iter().map(super::StoredEvent::decode).collect::<Result<Vec<_>, _>>()?
-                }
-            };
-            let Some(last) = page.last() else { break };
-            after = last.position;
-            for recorded in &page {
-                for change in readmodel::changes(recorded) {
-                    read_model.apply(tx, &change, recorded.position).await?;
-                }
-                policy.add(&projections.apply(recorded));
-                replayed += 1;
-            }
-            // A page's payments and lines in a few multi-row statements; the totals (last
-            // value per key) at the end.
-            read_model.flush(tx).await?;
-            policy.write_lines(tx).await?;
-            progress(after);
-        }
-        policy.write(tx).await?;
-        super::project::record_projection_positions(tx, &[readmodel::PROJECTION, super::policy::PROJECTION], after)
-            .await?;
-        Ok(replayed)
+        Ok(())
     }
+
+    async fn head(&mut self) -> Result<Position, StoreError> {
+        let head: Option<i64> =
+            with_conn!(self, |c| sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(&mut *c).await)?;
+        Ok(head.unwrap_or(0))
+    }
+
+    async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError> {
+        // Read through the transaction's own connection: a second connection from the pool
+        // might not be free.
+        let rows: Vec<super::StoredEvent> = with_conn!(self, |c| {
+            sqlx::query_as(super::read::EVENTS_IN_RANGE).bind(after).bind(head).bind(PAGE_ROWS).fetch_all(&mut *c).await
+        })?;
+        rows.iter().map(super::StoredEvent::decode).collect()
+    }
+}
+
+/// The rebuild of a SQLite file: writes through its own connection; the events are read and
+/// decoded ahead on threads of their own, on a connection of their own (see `bulk`).
+struct SqliteRebuild {
+    sink: SqliteSink,
+    pages: Option<tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>>,
+    store: Store,
+}
+
+impl Sink for SqliteRebuild {
+    async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError> {
+        self.sink.write_rows(rows).await
+    }
+}
+
+impl Rebuilding for SqliteRebuild {
+    async fn empty_read_models(&mut self) -> Result<(), StoreError> {
+        let connection = &self.sink.connection;
+        blocking(|| {
+            for table in READ_MODEL_TABLES {
+                connection.execute(&format!("DELETE FROM {table}"), []).map_err(StoreError::SqliteWrite)?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn head(&mut self) -> Result<Position, StoreError> {
+        let connection = &self.sink.connection;
+        let head: Option<i64> = blocking(|| connection.query_row("SELECT MAX(position) FROM events", [], |r| r.get(0)))
+            .map_err(StoreError::SqliteWrite)?;
+        Ok(head.unwrap_or(0))
+    }
+
+    async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError> {
+        let store = &self.store;
+        let pages = self.pages.get_or_insert_with(|| store.decoded_pages(super::read::Which::All, after, head));
+        pages.recv().await.unwrap_or_else(|| Ok(Vec::new()))
+    }
+}
+
+/// A read-write connection to the SQLite file at `path`, set up as the pool's are for what a
+/// rebuild does (foreign keys checked, commits fsynced, waiting on a busy file), with the
+/// rebuild's page cache, and inside a write transaction.
+fn open_rebuild_connection(path: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let connection = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(StoreError::SqliteWrite)?;
+    connection.busy_timeout(std::time::Duration::from_secs(30)).map_err(StoreError::SqliteWrite)?;
+    connection
+        .execute_batch(&format!(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -{SQLITE_REBUILD_CACHE_KIB}; \
+             BEGIN IMMEDIATE"
+        ))
+        .map_err(StoreError::SqliteWrite)?;
+    Ok(connection)
+}
+
+/// Empties the read models and replays the log into them: every line is written, but of the
+/// totals only the final value of each (the intermediate ones would be overwritten anyway).
+async fn rebuild_in(
+    target: &mut impl Rebuilding,
+    projections: &mut Projections,
+    progress: &mut impl FnMut(Position),
+) -> Result<i64, StoreError> {
+    target.empty_read_models().await?;
+    let mut replayed = 0i64;
+    let mut policy = super::policy::PolicyWriter::default();
+    let mut read_model = super::project::Deferred::default();
+    let head = target.head().await?;
+    let mut after: Position = 0;
+    loop {
+        let page = target.next_page(after, head).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for recorded in &page {
+            for change in readmodel::changes(recorded) {
+                read_model.apply(target, &change, recorded.position).await?;
+            }
+            policy.add(&projections.apply(recorded));
+            replayed += 1;
+        }
+        // A page's payments and lines in a few multi-row statements; the totals (last value
+        // per key) at the end.
+        read_model.flush(target).await?;
+        policy.write_lines(target).await?;
+        progress(after);
+    }
+    policy.write(target).await?;
+    super::project::record_projection_positions(target, &[readmodel::PROJECTION, super::policy::PROJECTION], after)
+        .await?;
+    Ok(replayed)
 }

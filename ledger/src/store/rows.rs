@@ -4,6 +4,10 @@
 //!
 //! SQLite gets `?` placeholders (numbered `$n` ones make its binding quadratic in the number
 //! of parameters); PostgreSQL gets `$n`. Statements stay under both engines' parameter limits.
+//!
+//! Rows go to a [`Sink`]: an append's transaction ([`Tx`], through sqlx), or the connection
+//! of our own that rebuilds the read models of a SQLite file ([`SqliteSink`]), which prepares
+//! one single-row statement per write and runs it for every row.
 
 use std::borrow::Cow;
 
@@ -113,9 +117,65 @@ impl Rows {
         self.values.extend(row);
     }
 
-    /// Writes the rows collected so far (a few statements), and forgets them. Returns the
-    /// rows the statements affected.
-    pub(super) async fn write(&mut self, tx: &mut Tx) -> Result<u64, StoreError> {
+    /// Writes the rows collected so far, and forgets them. Returns the rows the statements
+    /// affected.
+    pub(super) async fn write(&mut self, sink: &mut impl Sink) -> Result<u64, StoreError> {
+        if self.values.is_empty() {
+            return Ok(0);
+        }
+        sink.write_rows(self).await
+    }
+}
+
+/// Where [`Rows`] are written.
+pub(super) trait Sink {
+    /// Writes `rows` and forgets them; returns the rows the statements affected.
+    async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError>;
+}
+
+impl Sink for Tx {
+    /// A few multi-row statements.
+    async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError> {
+        rows.write_statements(self).await
+    }
+}
+
+/// A SQLite connection of our own (rusqlite on the libsqlite3 that sqlx links), inside a write
+/// transaction it began: the rebuild of a SQLite file writes through it.
+///
+/// Why not the rebuild's sqlx transaction: a profile of the rebuild (`perf`, the benchmark's
+/// default data) spent about a quarter of its samples around the multi-row statements
+/// rather than in them: parsing each new statement text, the statement journal that SQLite
+/// keeps for every multi-row statement inside a transaction (written to a temporary file),
+/// sqlx's copy of every value and its hand-off of each statement to its worker thread. One
+/// prepared single-row statement run for each row needs none of them.
+pub(super) struct SqliteSink {
+    pub(super) connection: rusqlite::Connection,
+}
+
+impl Sink for SqliteSink {
+    async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError> {
+        let sql = rows.sql(1, false);
+        let values = std::mem::take(&mut rows.values);
+        let columns = rows.columns;
+        let connection = &self.connection;
+        blocking(|| {
+            let mut statement = connection.prepare(&sql).map_err(StoreError::SqliteWrite)?;
+            let mut affected = 0u64;
+            for row in values.chunks_exact(columns) {
+                for (i, value) in row.iter().enumerate() {
+                    bind(&mut statement, i + 1, value).map_err(StoreError::SqliteWrite)?;
+                }
+                affected += statement.raw_execute().map_err(StoreError::SqliteWrite)? as u64;
+            }
+            Ok(affected)
+        })
+    }
+}
+
+impl Rows {
+    /// The rows in a few multi-row statements, through sqlx.
+    async fn write_statements(&mut self, tx: &mut Tx) -> Result<u64, StoreError> {
         let numbered = matches!(tx, Tx::Postgres(_));
         let rows_per_statement = (PARAMETERS_MAX / self.columns).max(1);
         let values = std::mem::take(&mut self.values);
@@ -158,6 +218,32 @@ impl Rows {
     }
 }
 
+/// Binds `value` as sqlx does on SQLite, so a row reads back the same whichever path wrote
+/// it: integers and booleans as integers, dates as `%F` text, instants as RFC 3339 text
+/// (`to_rfc3339_opts(AutoSi, false)`: `+00:00`, only the fraction digits needed), bytes as a
+/// blob. A test below holds both paths to the same stored values.
+fn bind(statement: &mut rusqlite::Statement<'_>, index: usize, value: &Value) -> rusqlite::Result<()> {
+    match value {
+        Value::Int(v) => statement.raw_bind_parameter(index, v),
+        Value::Int32(v) => statement.raw_bind_parameter(index, v),
+        Value::Text(v) => statement.raw_bind_parameter(index, v.as_deref()),
+        Value::Bool(v) => statement.raw_bind_parameter(index, v),
+        Value::Date(v) => statement.raw_bind_parameter(index, v.map(|d| d.format("%F").to_string())),
+        Value::Time(v) => statement.raw_bind_parameter(index, v.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)),
+        Value::Bytes(v) => statement.raw_bind_parameter(index, v.as_slice()),
+    }
+}
+
+/// Runs SQLite's work on this thread, first moving the runtime's other tasks off it where the
+/// runtime allows it (a multi-threaded one); on a current-thread runtime it just runs.
+pub(super) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// `($1, $2), ($3, $4)` (PostgreSQL) or `(?, ?), (?, ?)` (SQLite): `rows` tuples of
 /// `columns` parameters, for a VALUES list.
 pub(super) fn values_list(rows: usize, columns: usize, numbered: bool) -> String {
@@ -185,6 +271,79 @@ pub(super) fn values_list(rows: usize, columns: usize, numbered: bool) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One row of every kind of value, `key` first.
+    fn every_kind(key: i64) -> Vec<Value> {
+        let date = NaiveDate::from_ymd_opt(2024, 2, 29).expect("a date");
+        let at = |nanos| date.and_hms_nano_opt(23, 59, 58, nanos).expect("a time").and_utc();
+        vec![
+            key.into(),
+            Value::Int(None),
+            Value::Int32(Some(-7)),
+            Value::Int32(None),
+            "完成人 ✓ 'quoted'".into(),
+            Value::Text(None),
+            true.into(),
+            false.into(),
+            date.into(),
+            Value::Date(None),
+            at(0).into(),
+            at(120_000_000).into(),
+            at(123_456_789).into(),
+            vec![0u8, 1, 255].into(),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_rebuild_connection_stores_every_value_as_the_append_path_does() {
+        let dir = std::env::temp_dir().join(format!("techmarket-rows-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let file = dir.join("rows.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&file).create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("open the file");
+        let columns: Vec<String> = (0..14).map(|i| format!("c{i}")).collect();
+        // No declared types, so SQLite converts nothing on the way in.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE t ({})", columns.join(", "))))
+            .execute(&pool)
+            .await
+            .expect("a table");
+        let insert = format!("INSERT INTO t ({}) VALUES", columns.join(", "));
+
+        // The append path: sqlx, in a transaction of the store's kind.
+        let turn = std::sync::Arc::new(tokio::sync::Mutex::new(())).lock_owned().await;
+        let writer = super::super::SqliteWriter { _turn: turn, checkpointer: None };
+        let mut tx = Tx::Sqlite(pool.begin().await.expect("begin"), writer);
+        let mut rows = Rows::new(insert.clone(), 14, "");
+        rows.push(every_kind(1));
+        assert_eq!(rows.write(&mut tx).await.expect("written through sqlx"), 1);
+        tx.commit().await.expect("commit");
+
+        // The rebuild's own connection.
+        let mut sink = SqliteSink { connection: rusqlite::Connection::open(&file).expect("open again") };
+        let mut rows = Rows::new(insert, 14, "");
+        rows.push(every_kind(2));
+        rows.push(every_kind(3));
+        assert_eq!(rows.write(&mut sink).await.expect("written through rusqlite"), 2);
+        assert_eq!(rows.len(), 0, "written rows are forgotten");
+
+        // The type and the stored value of every column, as SQLite sees them.
+        let shown = columns[1..].iter().map(|c| format!("typeof({c}) || ':' || quote({c})")).collect::<Vec<_>>();
+        let sql = format!("SELECT c0, {} FROM t ORDER BY c0", shown.join(" || ' | ' || "));
+        let stored: Vec<(i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&pool).await.expect("read back");
+        assert_eq!(stored.iter().map(|(key, _)| *key).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(stored[1].1, stored[0].1, "the same row through both paths");
+        assert_eq!(stored[2].1, stored[0].1, "and for every row of a write");
+        assert_eq!(
+            stored[0].1,
+            "null:NULL | integer:-7 | null:NULL | text:'完成人 ✓ ''quoted''' | null:NULL | integer:1 | integer:0 | \
+             text:'2024-02-29' | null:NULL | text:'2024-02-29T23:59:58+00:00' | text:'2024-02-29T23:59:58.120+00:00' | \
+             text:'2024-02-29T23:59:58.123456789+00:00' | blob:X'0001FF'"
+        );
+        drop(sink);
+        pool.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn placeholders_follow_the_engine() {
