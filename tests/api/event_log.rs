@@ -569,3 +569,47 @@ both_backends!(rebuilt_read_models_equal_the_live_ones_after_a_long_random_scena
     }
     db.drop_db().await;
 });
+
+both_backends!(a_rebuild_that_fails_halfway_leaves_the_read_models_as_they_were, |db| async move {
+    let store = db.store().await;
+    let ledger = Ledger::new(store.clone());
+    let mut scenario = ledger::testkit::Scenario::new(integration::scenario::seed_from_env());
+    integration::scenario::play(&ledger, &mut scenario, 300).await;
+    let before = store.dump_read_models().await.unwrap();
+    assert!(
+        before.iter().any(|l| l.starts_with("payments: ")),
+        "seed {}: the scenario records payments",
+        scenario.seed
+    );
+    // A failure planted on the payments table: by the time the rebuild writes its first
+    // payment it has emptied every table and written the organisations, achievements and
+    // contracts of the first page.
+    let (plant, unplant) = match db.backend {
+        Backend::Postgres => (
+            "CREATE FUNCTION planted_failure() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'planted failure'; END $$; \
+             CREATE TRIGGER planted_failure BEFORE INSERT ON payments FOR EACH ROW EXECUTE FUNCTION planted_failure()",
+            "DROP TRIGGER planted_failure ON payments; DROP FUNCTION planted_failure()",
+        ),
+        Backend::Sqlite => (
+            "CREATE TRIGGER planted_failure BEFORE INSERT ON payments BEGIN SELECT RAISE(ABORT, 'planted failure'); END",
+            "DROP TRIGGER planted_failure",
+        ),
+    };
+    db.execute_raw(plant).await.unwrap();
+    let err = store.rebuild_projections(|_| {}).await.unwrap_err();
+    assert!(err.to_string().contains("planted failure"), "the rebuild stops on the write that failed: {err}");
+    assert_eq!(
+        store.dump_read_models().await.unwrap(),
+        before,
+        "seed {}: nothing of the failed rebuild stays",
+        scenario.seed
+    );
+    db.execute_raw(unplant).await.unwrap();
+    // The failed rebuild let go of the append lock: the ledger takes commands again, and a
+    // rebuild now gives the live read models.
+    let (accepted, _) = integration::scenario::play(&ledger, &mut scenario, 30).await;
+    assert!(accepted > 0, "seed {}: commands are taken after the failed rebuild", scenario.seed);
+    assert_rebuild_equals_live(&store).await;
+    db.drop_db().await;
+});
