@@ -291,13 +291,17 @@ async fn disable_events_guard(db: &integration::TestDb, sqlite_trigger: &str) {
     db.execute_raw(&sql).await.unwrap();
 }
 
-/// Records 100 yuan on `contract` on each of the first `days` days of April 2024 (references
-/// B0, B1, ...).
-async fn pay_100_yuan_a_day(ledger: &Ledger, contract: ContractId, days: u32) {
+/// A contract of 1,000,000 yuan between a new university and a new enterprise, paid 100 yuan
+/// on each of the first `days` days of April 2024 (references B0, B1, ...).
+async fn contract_paid_100_yuan_a_day(ledger: &Ledger, days: u32) -> ContractId {
+    let seller = register_university(ledger, "500106").await;
+    let buyer = register_organisation(ledger, OrganisationKind::Enterprise, "500112").await;
+    let contract = sign_contract(ledger, seller, buyer, None, yuan(1_000_000)).await;
     for day in 1..=days {
         let at = format!("2024-04-{day:02}T10:00:00+08:00");
         run(ledger, &registrar(), payment(contract, yuan(100), &at, &format!("B{}", day - 1))).await.unwrap();
     }
+    contract
 }
 
 both_backends!(verify_ledger_finds_the_first_tampered_position, |db| async move {
@@ -340,10 +344,7 @@ both_backends!(verify_ledger_finds_the_first_tampered_position, |db| async move 
 both_backends!(verify_ledger_finds_a_deleted_row_as_a_gap_in_any_number_of_ranges, |db| async move {
     let store = db.store().await;
     let ledger = Ledger::new(store.clone());
-    let seller = register_university(&ledger, "500106").await;
-    let buyer = register_organisation(&ledger, OrganisationKind::Enterprise, "500112").await;
-    let contract = sign_contract(&ledger, seller, buyer, None, yuan(1_000_000)).await;
-    pay_100_yuan_a_day(&ledger, contract, 4).await;
+    contract_paid_100_yuan_a_day(&ledger, 4).await;
     let head = store.head().await.unwrap().unwrap().0;
     let intact = store.verify_chain(|_| {}).await.unwrap();
     assert!(intact.is_intact());
@@ -373,10 +374,7 @@ both_backends!(verify_ledger_finds_a_deleted_row_as_a_gap_in_any_number_of_range
 both_backends!(a_decision_refuses_a_stream_with_a_missing_version_instead_of_folding_around_it, |db| async move {
     let store = db.store().await;
     let ledger = Ledger::new(store.clone());
-    let seller = register_university(&ledger, "500106").await;
-    let buyer = register_organisation(&ledger, OrganisationKind::Enterprise, "500112").await;
-    let contract = sign_contract(&ledger, seller, buyer, None, yuan(1_000_000)).await;
-    pay_100_yuan_a_day(&ledger, contract, 3).await;
+    let contract = contract_paid_100_yuan_a_day(&ledger, 3).await;
     let stream = contract.stream();
     let whole = store.read_streams(std::slice::from_ref(&stream)).await.unwrap();
     let events = &whole[0].1;

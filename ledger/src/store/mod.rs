@@ -154,7 +154,8 @@ pub enum StoreError {
     /// A read on SQLite's bulk-read connection failed (see `bulk`).
     #[error("database error (SQLite bulk read): {0}")]
     Bulk(String),
-    /// A write through the SQLite connection's own handle failed (see `rows`).
+    /// A write on the connection that rebuilds a SQLite file's read models failed (see
+    /// `rows::SqliteSink`).
     #[error("database error (SQLite write): {0}")]
     SqliteWrite(#[source] rusqlite::Error),
 }

@@ -54,16 +54,7 @@ impl Store {
         let mut runtime = self.policy_runtime.lock().await;
         runtime.invalidate();
         let mut projections = Projections::new();
-        let previous_cache = swap_sqlite_cache(&mut tx, -SQLITE_REBUILD_CACHE_KIB).await?;
-        let replayed = rebuild_in(&mut tx, &mut projections, &mut progress).await;
-        // The connection goes back to the pool with its own setting; a failed rebuild's own
-        // error comes first.
-        let restored = match previous_cache {
-            Some(previous) => swap_sqlite_cache(&mut tx, previous).await.map(drop),
-            None => Ok(()),
-        };
-        let replayed = replayed?;
-        restored?;
+        let replayed = rebuild_in(&mut tx, &mut projections, &mut progress).await?;
         tx.commit().await?;
         let head_position = projections.position();
         runtime.state = Some(projections);
@@ -148,22 +139,13 @@ impl Store {
     }
 }
 
-/// SQLite's page cache while rebuilding, in KiB. The rebuild is one long transaction that
-/// changes far more pages than the default cache (2 MiB) holds, and SQLite then spills dirty
-/// pages to the WAL mid-transaction and reads them back. Measured on the benchmark's default
-/// data (555,598 events): 23.5 s with the default cache, 19.4-21.3 s with this one, for
-/// 270 MiB more peak memory. The cache is bounded by this figure, whatever the size of the log.
+/// The page cache of a SQLite rebuild's connection, in KiB. The rebuild is one long
+/// transaction that changes far more pages than the default cache (2 MiB) holds, and SQLite
+/// then spills dirty pages to the WAL mid-transaction and reads them back. Measured on the
+/// benchmark's default data (555,598 events): 23.5 s with the default cache, 19.4-21.3 s with
+/// this one, for 270 MiB more peak memory. The cache is bounded by this figure, whatever the
+/// size of the log. (An in-memory database, rebuilt through sqlx, has no file to spill to.)
 const SQLITE_REBUILD_CACHE_KIB: i64 = 262_144;
-
-/// On SQLite, sets the page cache of this transaction's connection (`PRAGMA cache_size`:
-/// pages, or KiB when negative) and returns the setting it replaced; on PostgreSQL, nothing.
-async fn swap_sqlite_cache(tx: &mut Tx, cache_size: i64) -> Result<Option<i64>, StoreError> {
-    let Tx::Sqlite(c, _) = tx else { return Ok(None) };
-    let previous: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&mut **c).await?;
-    let sql = format!("PRAGMA cache_size = {cache_size}");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut **c).await?;
-    Ok(Some(previous))
-}
 
 /// What a rebuild writes to and reads from: an append transaction through sqlx, or a SQLite
 /// file's own rebuild connection.
