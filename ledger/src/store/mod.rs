@@ -37,7 +37,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use append::{AppendOutcome, AppendRequest, Appended, IdempotencyClaim, Receipt, Refusal};
 pub use policy::PROJECTION as POLICY_PROJECTION;
 pub use read::StoredEvent;
-pub use rebuild::RebuildReport;
+pub use rebuild::{RebuildOptions, RebuildReport};
 pub use verify::{ChainBreak, VerifyReport};
 
 use crate::event::{DecodeError, Position, StreamVersion};

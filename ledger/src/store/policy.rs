@@ -117,7 +117,7 @@ impl Store {
         upto: Position,
         mut made: impl FnMut(Vec<Output>),
     ) -> Result<(), StoreError> {
-        let mut next = self.decoded_pages(Which::Policy, state.position(), upto);
+        let mut next = self.decoded_pages(Which::Policy, state.position(), upto, PAGE_ROWS);
         while let Some(page) = next.recv().await {
             let events = page?;
             if events.is_empty() {
@@ -133,7 +133,8 @@ impl Store {
         Ok(())
     }
 
-    /// The events after `after` up to `upto` (inclusive), decoded, in pages in log order, the
+    /// The events after `after` up to `upto` (inclusive), decoded, in pages of `page_rows`
+    /// events at most in log order, the
     /// last one empty (or an error): on a SQLite file only those `which` selects, elsewhere
     /// every one (a fold passes over the types it does not read). Two stages, each two pages ahead of the caller: a
     /// task reads the next pages (on a SQLite file, a blocking thread on a connection of its
@@ -143,6 +144,7 @@ impl Store {
         which: Which,
         after: Position,
         upto: Position,
+        page_rows: i64,
     ) -> tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>> {
         type Page<T> = Result<Vec<T>, StoreError>;
         let (stored, mut to_decode) = tokio::sync::mpsc::channel::<Page<super::StoredEvent>>(2);
@@ -160,7 +162,7 @@ impl Store {
                 };
                 let mut after = after;
                 loop {
-                    let page = super::bulk::stored_page(&conn, which, after, upto, PAGE_ROWS);
+                    let page = super::bulk::stored_page(&conn, which, after, upto, page_rows);
                     let next = last_of(&page);
                     if stored.blocking_send(page).is_err() {
                         return;
@@ -178,7 +180,7 @@ impl Store {
                     // a freshly imported log as a scan and a sort of the rest of the range per
                     // page (a replay of the benchmark's year took 14.5 s instead of about 3 s).
                     // The fold passes over the other types itself.
-                    let page = store.stored_in_range(after, upto, PAGE_ROWS).await;
+                    let page = store.stored_in_range(after, upto, page_rows).await;
                     let next = last_of(&page);
                     if stored.send(page).await.is_err() {
                         return;

@@ -61,12 +61,14 @@ pub(super) async fn record_projection_positions(
 /// change. [`flush`](Self::flush) writes them in an order that gives every row the value it
 /// would have had with the changes applied one by one in log order:
 /// 1. unique claims (rebuild only: live appends claim before deciding to write, see append);
-/// 2. the completers of achievements whose list is replaced are deleted;
+/// 2. the completers of achievements whose list is replaced are deleted (an achievement
+///    inserted in the same flush has none to delete);
 /// 3. every insert;
 /// 4. the column assignments to existing rows ([`Patches`]): per row, a later value of a
 ///    column replaces an earlier one, so one statement per set of columns is enough;
 /// 5. the status of answered matches, which follows from both answers;
-/// 6. the running sums of payments and reversals ([`Sums`]), which only add.
+/// 6. the running sums of payments and reversals ([`Sums`]), which only add (a contract with
+///    assignments too gets its sums in the same statement: one new version of the row).
 ///
 /// The one change that step 2 cannot order (the completers of one achievement replaced twice
 /// before a flush) flushes first.
@@ -75,6 +77,8 @@ pub(super) struct Deferred {
     completers_deleted: Rows,
     /// Achievements whose new completers are among the held-back inserts.
     completers_inserted: HashSet<String>,
+    /// Achievements among the held-back inserts.
+    achievements_inserted: HashSet<String>,
     inserts: Inserts,
     organisations: Patches,
     accreditations: Patches,
@@ -210,8 +214,12 @@ impl Default for Deferred {
                 3,
                 "ON CONFLICT (claim) DO NOTHING",
             ),
-            completers_deleted: Rows::new("DELETE FROM achievement_completers WHERE achievement_id IN (VALUES", 1, ")"),
+            // PostgreSQL plans `IN (VALUES ...)` as a scan of the whole table (a hash semi join,
+            // whatever the number of ids), and `= ANY(ARRAY[...])` with the primary key.
+            completers_deleted: Rows::new("DELETE FROM achievement_completers WHERE achievement_id IN (VALUES", 1, ")")
+                .on_postgres("DELETE FROM achievement_completers WHERE achievement_id = ANY(ARRAY[", "])"),
             completers_inserted: HashSet::new(),
+            achievements_inserted: HashSet::new(),
             inserts: Inserts::default(),
             organisations: Patches::new("organisations"),
             accreditations: Patches::new("accreditations"),
@@ -275,22 +283,25 @@ impl Deferred {
                 r.certificate_number.clone().into(),
                 position.into(),
             ]),
-            Change::InsertAchievement(r) => inserts.achievements.push(vec![
-                r.id.as_str().into(),
-                r.owner_id.as_str().into(),
-                r.title.as_str().into(),
-                r.field.into(),
-                r.description.as_str().into(),
-                r.patent_numbers.as_str().into(),
-                r.maturity.into(),
-                r.asking_price_fen.into(),
-                r.transfer_modes.as_str().into(),
-                "listed".into(),
-                false.into(),
-                r.listed_on.into(),
-                position.into(),
-                position.into(),
-            ]),
+            Change::InsertAchievement(r) => {
+                self.achievements_inserted.insert(r.id.clone());
+                self.inserts.achievements.push(vec![
+                    r.id.as_str().into(),
+                    r.owner_id.as_str().into(),
+                    r.title.as_str().into(),
+                    r.field.into(),
+                    r.description.as_str().into(),
+                    r.patent_numbers.as_str().into(),
+                    r.maturity.into(),
+                    r.asking_price_fen.into(),
+                    r.transfer_modes.as_str().into(),
+                    "listed".into(),
+                    false.into(),
+                    r.listed_on.into(),
+                    position.into(),
+                    position.into(),
+                ]);
+            }
             Change::ReviseAchievement(r) => self.achievements.set(
                 &r.id,
                 vec![
@@ -309,7 +320,9 @@ impl Deferred {
                     // The held-back rows are the ones to replace: write them first.
                     self.flush(tx).await?;
                 }
-                self.completers_deleted.push(vec![achievement_id.as_str().into()]);
+                if !self.achievements_inserted.contains(achievement_id) {
+                    self.completers_deleted.push(vec![achievement_id.as_str().into()]);
+                }
                 for r in completers {
                     self.inserts.completers.push(vec![
                         achievement_id.as_str().into(),
@@ -459,6 +472,34 @@ impl Deferred {
 
     /// Writes everything held back, in the order described on [`Deferred`].
     pub(super) async fn flush(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
+        self.flush_with(tx, false).await
+    }
+
+    /// A rebuild's flush after each page: like [`flush`](Self::flush), but the updates of
+    /// existing rows (patches other than the matches', and the sums) stay held back until
+    /// `updates_held_max` rows wait for one ([`UPDATES_HELD_MAX`] by default), or the last page. Per row, those updates
+    /// merge (a later value replaces an earlier one, sums add, the later position wins), so
+    /// each row is then updated once or twice in the rebuild instead of after every page
+    /// that touches it. Rows already written are all a held update needs: every insert is
+    /// still written at the end of its page. On PostgreSQL every update of a row writes a
+    /// new version of it and an entry in each of its table's indexes: the rebuild of the
+    /// benchmark's year spent about a third of the server's time updating contracts.
+    pub(super) async fn flush_page(&mut self, tx: &mut impl Sink, updates_held_max: usize) -> Result<(), StoreError> {
+        let held = self.updates_held();
+        self.flush_with(tx, held < updates_held_max).await
+    }
+
+    /// Rows with a held-back update, other than the matches'.
+    fn updates_held(&self) -> usize {
+        [&self.organisations, &self.accreditations, &self.achievements, &self.demands, &self.contracts]
+            .iter()
+            .map(|p| p.rows.len())
+            .sum::<usize>()
+            + self.contract_sums.rows.len()
+            + self.payment_sums.rows.len()
+    }
+
+    async fn flush_with(&mut self, tx: &mut impl Sink, hold_updates: bool) -> Result<(), StoreError> {
         let claims = self.claims.len() as u64;
         let claimed = self.claims.write(tx).await?;
         if claimed != claims {
@@ -469,18 +510,18 @@ impl Deferred {
         }
         self.completers_deleted.write(tx).await?;
         self.completers_inserted.clear();
+        self.achievements_inserted.clear();
         self.inserts.write(tx).await?;
-        for patches in [
-            &mut self.organisations,
-            &mut self.accreditations,
-            &mut self.achievements,
-            &mut self.demands,
-            &mut self.matches,
-            &mut self.contracts,
-        ] {
+        // The statuses of answered matches follow from their patches: never held.
+        self.matches.write(tx).await?;
+        self.write_match_statuses(tx).await?;
+        if hold_updates {
+            return Ok(());
+        }
+        for patches in [&mut self.organisations, &mut self.accreditations, &mut self.achievements, &mut self.demands] {
             patches.write(tx).await?;
         }
-        self.write_match_statuses(tx).await?;
+        self.contracts.write_with_sums(tx, &mut self.contract_sums).await?;
         self.contract_sums.write(tx).await?;
         self.payment_sums.write(tx).await
     }
@@ -503,6 +544,10 @@ impl Deferred {
         expect_changed(update.write(tx).await?, expected, "deriving the status of answered matches")
     }
 }
+
+/// Most rows with an update held back by a rebuild (see [`Deferred::flush_page`]): a few tens
+/// of MB.
+pub(super) const UPDATES_HELD_MAX: usize = 250_000;
 
 fn expect_changed(changed: u64, expected: u64, what: &str) -> Result<(), StoreError> {
     if changed != expected {
@@ -544,49 +589,66 @@ impl Patches {
 
     /// Writes the patches; each id must name exactly one row.
     async fn write(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
-        let mut shapes: hashlink::LinkedHashMap<Vec<&'static str>, (Rows, u64)> = hashlink::LinkedHashMap::new();
+        self.write_with_sums(tx, &mut Sums::new(self.table, [])).await
+    }
+
+    /// Writes the patches, each with the `sums` of its row when there are some (then taken
+    /// out of `sums`): one new version of the row instead of two. Each id must name exactly
+    /// one row.
+    async fn write_with_sums<const N: usize>(
+        &mut self,
+        tx: &mut impl Sink,
+        sums: &mut Sums<N>,
+    ) -> Result<(), StoreError> {
+        type Shape = (Vec<&'static str>, bool);
+        let mut shapes: hashlink::LinkedHashMap<Shape, (Rows, u64)> = hashlink::LinkedHashMap::new();
         for (id, mut patch) in self.rows.drain() {
             patch.set.sort_unstable_by_key(|(column, _)| *column);
             let columns: Vec<&'static str> = patch.set.iter().map(|(column, _)| *column).collect();
-            let table = self.table;
-            let (rows, count) =
-                shapes.entry(columns.clone()).or_insert_with(|| (update_by_id(table, &columns, Assign::Set), 0));
-            rows.push(by_id_row(id, patch.set.into_iter().map(|(_, value)| value), patch.position));
+            let added = sums.rows.remove(&id);
+            let (table, sum_columns) = (self.table, sums.columns);
+            let (rows, count) = shapes.entry((columns.clone(), added.is_some())).or_insert_with(|| {
+                let adds: &[&'static str] = if added.is_some() { &sum_columns } else { &[] };
+                (update_by_id(table, &columns, adds), 0)
+            });
+            let mut values: Vec<Value> = patch.set.into_iter().map(|(_, value)| value).collect();
+            let mut position = patch.position;
+            if let Some((fen, last)) = added {
+                values.extend(fen.map(Value::from));
+                position = position.max(last);
+            }
+            rows.push(by_id_row(id, values, position));
             *count += 1;
         }
-        for (columns, (mut rows, expected)) in shapes {
-            let what = format!("setting {columns:?} of {}", self.table);
+        for ((columns, added), (mut rows, expected)) in shapes {
+            let sums = if added { format!(" and adding to {:?}", sums.columns) } else { String::new() };
+            let what = format!("setting {columns:?}{sums} of {}", self.table);
             expect_changed(rows.write(tx).await?, expected, &what)?;
         }
         Ok(())
     }
 }
 
-/// How an update by id changes its columns.
-#[derive(Clone, Copy)]
-enum Assign {
-    /// `a = v.column2`
-    Set,
-    /// `a = a + v.column2`
-    Add,
-}
-
-/// `UPDATE t SET a = .. v.column2, .., updated_position = (the later of both) FROM (VALUES`
-/// `(id, a, .., position), ..) AS v WHERE t.id = v.column1`: the rows are [`by_id_row`]s.
-fn update_by_id(table: &'static str, columns: &[&'static str], assign: Assign) -> Rows {
-    let position = format!("v.column{}", columns.len() + 2);
+/// `UPDATE t SET a = v.column2, .., s = s + v.columnN, .., updated_position = (the later of
+/// both) FROM (VALUES (id, a, .., s, .., position), ..) AS v WHERE t.id = v.column1`: the
+/// columns of `set` take the row's values, those of `add` add them. The rows are
+/// [`by_id_row`]s.
+fn update_by_id(table: &'static str, set: &[&'static str], add: &[&'static str]) -> Rows {
+    let columns = set.len() + add.len();
+    let position = format!("v.column{}", columns + 2);
     let mut head = format!("UPDATE {table} SET ");
-    for (i, column) in columns.iter().enumerate() {
+    for (i, column) in set.iter().chain(add).enumerate() {
         let value = format!("v.column{}", i + 2);
-        head.push_str(&match assign {
-            Assign::Set => format!("{column} = {value}, "),
-            Assign::Add => format!("{column} = {column} + {value}, "),
+        head.push_str(&if i < set.len() {
+            format!("{column} = {value}, ")
+        } else {
+            format!("{column} = {column} + {value}, ")
         });
     }
     head.push_str(&format!(
         "updated_position = CASE WHEN {position} > updated_position THEN {position} ELSE updated_position END FROM (VALUES"
     ));
-    Rows::new(head, columns.len() + 2, format!(") AS v WHERE {table}.id = v.column1"))
+    Rows::new(head, columns + 2, format!(") AS v WHERE {table}.id = v.column1"))
 }
 
 /// One row of an [`update_by_id`]: the id, the values, the position.
@@ -623,7 +685,7 @@ impl<const N: usize> Sums<N> {
     /// Writes the sums; each id must name exactly one row.
     async fn write(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
         let expected = self.rows.len() as u64;
-        let mut update = update_by_id(self.table, &self.columns, Assign::Add);
+        let mut update = update_by_id(self.table, &[], &self.columns);
         for (id, (sums, position)) in self.rows.drain() {
             update.push(by_id_row(id, sums.map(Value::from), position));
         }

@@ -10,8 +10,22 @@ use crate::event::{Position, RecordedEvent};
 use crate::projection::Projections;
 use crate::readmodel;
 
-/// Rows replayed per read while rebuilding.
-const PAGE_ROWS: i64 = 5_000;
+/// How a rebuild goes through the log. The defaults are the ones to use; tests make both
+/// small, to cover pages and held updates with a few hundred events.
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildOptions {
+    /// Events replayed per page (each page's inserts are written at its end).
+    pub page_rows: i64,
+    /// Most rows with an update held back from one page to the next (see
+    /// `Deferred::flush_page`).
+    pub updates_held_max: usize,
+}
+
+impl Default for RebuildOptions {
+    fn default() -> Self {
+        RebuildOptions { page_rows: 5_000, updates_held_max: super::project::UPDATES_HELD_MAX }
+    }
+}
 
 /// The read-model tables, emptied and refilled by a rebuild (children before parents).
 pub const READ_MODEL_TABLES: [&str; 21] = [
@@ -46,16 +60,27 @@ pub struct RebuildReport {
 
 impl Store {
     /// Rebuilds every read model from the log. `progress` gets the last position replayed.
-    pub async fn rebuild_projections(&self, mut progress: impl FnMut(Position)) -> Result<RebuildReport, StoreError> {
+    pub async fn rebuild_projections(&self, progress: impl FnMut(Position)) -> Result<RebuildReport, StoreError> {
+        self.rebuild_projections_with(RebuildOptions::default(), progress).await
+    }
+
+    /// [`Store::rebuild_projections`] with other [`RebuildOptions`].
+    pub async fn rebuild_projections_with(
+        &self,
+        options: RebuildOptions,
+        mut progress: impl FnMut(Position),
+    ) -> Result<RebuildReport, StoreError> {
+        assert!(options.page_rows > 0, "a rebuild page holds at least one event");
         if let Some(bulk) = &self.bulk {
-            return self.rebuild_sqlite_file(bulk, &mut progress).await;
+            return self.rebuild_sqlite_file(bulk, options, &mut progress).await;
         }
-        let mut tx = self.begin_append().await?;
+        let tx = self.begin_append().await?;
         let mut runtime = self.policy_runtime.lock().await;
         runtime.invalidate();
         let mut projections = Projections::new();
-        let replayed = rebuild_in(&mut tx, &mut projections, &mut progress).await?;
-        tx.commit().await?;
+        let mut target = TxRebuild { tx, page_rows: options.page_rows };
+        let replayed = rebuild_in(&mut target, options, &mut projections, &mut progress).await?;
+        target.tx.commit().await?;
         let head_position = projections.position();
         runtime.state = Some(projections);
         Ok(RebuildReport { events_replayed: replayed, head_position })
@@ -67,6 +92,7 @@ impl Store {
     async fn rebuild_sqlite_file(
         &self,
         bulk: &super::bulk::BulkReader,
+        options: RebuildOptions,
         progress: &mut impl FnMut(Position),
     ) -> Result<RebuildReport, StoreError> {
         let _turn = self.sqlite_writer.clone().lock_owned().await;
@@ -74,8 +100,13 @@ impl Store {
         runtime.invalidate();
         let mut projections = Projections::new();
         let connection = blocking(|| open_rebuild_connection(bulk.path()))?;
-        let mut rebuild = SqliteRebuild { sink: SqliteSink { connection }, pages: None, store: self.clone() };
-        let replayed = match rebuild_in(&mut rebuild, &mut projections, progress).await {
+        let mut rebuild = SqliteRebuild {
+            sink: SqliteSink { connection },
+            pages: None,
+            page_rows: options.page_rows,
+            store: self.clone(),
+        };
+        let replayed = match rebuild_in(&mut rebuild, options, &mut projections, progress).await {
             Ok(replayed) => replayed,
             Err(e) => {
                 // Closing the connection would roll back too; a failed rollback changes
@@ -159,26 +190,49 @@ trait Rebuilding: Sink {
     async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError>;
 }
 
-impl Rebuilding for Tx {
+/// A rebuild in an append transaction through sqlx: on PostgreSQL, and on an in-memory SQLite
+/// database.
+struct TxRebuild {
+    tx: Tx,
+    page_rows: i64,
+}
+
+impl Sink for TxRebuild {
+    async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError> {
+        self.tx.write_rows(rows).await
+    }
+}
+
+impl Rebuilding for TxRebuild {
+    /// On PostgreSQL, `TRUNCATE`: the rebuild then fills empty tables and indexes. After a
+    /// `DELETE` each insert found the deleted row of its key in every unique index and
+    /// checked it in the table, and each update added to indexes already twice their size.
+    /// `TRUNCATE` keeps the old rows for a rollback as `DELETE` does, but it locks the tables
+    /// until the commit: readers wait for the rebuilt rows instead of reading the old ones.
     async fn empty_read_models(&mut self) -> Result<(), StoreError> {
-        for table in READ_MODEL_TABLES {
-            let sql = format!("DELETE FROM {table}");
-            execute!(self, sqlx::query(sqlx::AssertSqlSafe(sql)))?;
+        let statements = match &self.tx {
+            Tx::Postgres(_) => vec![format!("TRUNCATE {}", READ_MODEL_TABLES.join(", "))],
+            Tx::Sqlite(..) => READ_MODEL_TABLES.map(|table| format!("DELETE FROM {table}")).to_vec(),
+        };
+        for sql in statements {
+            execute!(&mut self.tx, sqlx::query(sqlx::AssertSqlSafe(sql)))?;
         }
         Ok(())
     }
 
     async fn head(&mut self) -> Result<Position, StoreError> {
-        let head: Option<i64> =
-            with_conn!(self, |c| sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(&mut *c).await)?;
+        let head: Option<i64> = with_conn!(&mut self.tx, |c| sqlx::query_scalar("SELECT MAX(position) FROM events")
+            .fetch_one(&mut *c)
+            .await)?;
         Ok(head.unwrap_or(0))
     }
 
     async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError> {
         // Read through the transaction's own connection: a second connection from the pool
         // might not be free.
-        let rows: Vec<super::StoredEvent> = with_conn!(self, |c| {
-            sqlx::query_as(super::read::EVENTS_IN_RANGE).bind(after).bind(head).bind(PAGE_ROWS).fetch_all(&mut *c).await
+        let page_rows = self.page_rows;
+        let rows: Vec<super::StoredEvent> = with_conn!(&mut self.tx, |c| {
+            sqlx::query_as(super::read::EVENTS_IN_RANGE).bind(after).bind(head).bind(page_rows).fetch_all(&mut *c).await
         })?;
         rows.iter().map(super::StoredEvent::decode).collect()
     }
@@ -189,6 +243,7 @@ impl Rebuilding for Tx {
 struct SqliteRebuild {
     sink: SqliteSink,
     pages: Option<tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>>,
+    page_rows: i64,
     store: Store,
 }
 
@@ -217,8 +272,9 @@ impl Rebuilding for SqliteRebuild {
     }
 
     async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError> {
-        let store = &self.store;
-        let pages = self.pages.get_or_insert_with(|| store.decoded_pages(super::read::Which::All, after, head));
+        let (store, page_rows) = (&self.store, self.page_rows);
+        let pages =
+            self.pages.get_or_insert_with(|| store.decoded_pages(super::read::Which::All, after, head, page_rows));
         pages.recv().await.unwrap_or_else(|| Ok(Vec::new()))
     }
 }
@@ -247,6 +303,7 @@ fn open_rebuild_connection(path: &std::path::Path) -> Result<rusqlite::Connectio
 /// totals only the final value of each (the intermediate ones would be overwritten anyway).
 async fn rebuild_in(
     target: &mut impl Rebuilding,
+    options: RebuildOptions,
     projections: &mut Projections,
     progress: &mut impl FnMut(Position),
 ) -> Result<i64, StoreError> {
@@ -269,10 +326,11 @@ async fn rebuild_in(
         }
         // A page's payments and lines in a few multi-row statements; the totals (last value
         // per key) at the end.
-        read_model.flush(target).await?;
+        read_model.flush_page(target, options.updates_held_max).await?;
         policy.write_lines(target).await?;
         progress(after);
     }
+    read_model.flush(target).await?;
     policy.write(target).await?;
     super::project::record_projection_positions(target, &[readmodel::PROJECTION, super::policy::PROJECTION], after)
         .await?;

@@ -99,12 +99,20 @@ pub(super) struct Rows {
     columns: usize,
     /// What follows the VALUES list (`ON CONFLICT ...`), or "".
     tail: Cow<'static, str>,
+    /// Another head and tail around the list on PostgreSQL, where the statement differs.
+    postgres: Option<(&'static str, &'static str)>,
     values: Vec<Value>,
 }
 
 impl Rows {
     pub(super) fn new(head: impl Into<Cow<'static, str>>, columns: usize, tail: impl Into<Cow<'static, str>>) -> Rows {
-        Rows { head: head.into(), columns, tail: tail.into(), values: Vec::new() }
+        Rows { head: head.into(), columns, tail: tail.into(), postgres: None, values: Vec::new() }
+    }
+
+    /// On PostgreSQL, `head` and `tail` go around the list of rows instead.
+    pub(super) fn on_postgres(mut self, head: &'static str, tail: &'static str) -> Rows {
+        self.postgres = Some((head, tail));
+        self
     }
 
     /// Rows collected and not yet written.
@@ -176,7 +184,7 @@ impl Sink for SqliteSink {
 impl Rows {
     /// The rows in a few multi-row statements, through sqlx.
     async fn write_statements(&mut self, tx: &mut Tx) -> Result<u64, StoreError> {
-        let numbered = matches!(tx, Tx::Postgres(_));
+        let postgres = matches!(tx, Tx::Postgres(_));
         let rows_per_statement = (PARAMETERS_MAX / self.columns).max(1);
         let values = std::mem::take(&mut self.values);
         let mut values = values.into_iter();
@@ -185,7 +193,7 @@ impl Rows {
         while left > 0 {
             let rows = left.min(rows_per_statement);
             left -= rows;
-            let sql = self.sql(rows, numbered);
+            let sql = self.sql(rows, postgres);
             let chunk: Vec<Value> = values.by_ref().take(rows * self.columns).collect();
             affected += with_conn!(tx, |c| {
                 // Not kept as a prepared statement: the text changes with the row count, and
@@ -208,11 +216,16 @@ impl Rows {
         Ok(affected)
     }
 
-    fn sql(&self, rows: usize, numbered: bool) -> String {
-        let mut sql = format!("{} {}", self.head, values_list(rows, self.columns, numbered));
-        if !self.tail.is_empty() {
+    /// The statement for `rows` rows, on PostgreSQL (`$n` placeholders) or SQLite (`?`).
+    fn sql(&self, rows: usize, postgres: bool) -> String {
+        let (head, tail) = match self.postgres {
+            Some((head, tail)) if postgres => (head, tail),
+            _ => (&*self.head, &*self.tail),
+        };
+        let mut sql = format!("{head} {}", values_list(rows, self.columns, postgres));
+        if !tail.is_empty() {
             sql.push(' ');
-            sql.push_str(&self.tail);
+            sql.push_str(tail);
         }
         sql
     }
@@ -350,5 +363,9 @@ mod tests {
         let rows = Rows::new("INSERT INTO t (a, b) VALUES", 2, "ON CONFLICT (a) DO NOTHING");
         assert_eq!(rows.sql(2, true), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT (a) DO NOTHING");
         assert_eq!(rows.sql(1, false), "INSERT INTO t (a, b) VALUES (?, ?) ON CONFLICT (a) DO NOTHING");
+        let rows = Rows::new("DELETE FROM t WHERE a IN (VALUES", 1, ")")
+            .on_postgres("DELETE FROM t WHERE a = ANY(ARRAY[", "])");
+        assert_eq!(rows.sql(2, true), "DELETE FROM t WHERE a = ANY(ARRAY[ ($1), ($2) ])");
+        assert_eq!(rows.sql(2, false), "DELETE FROM t WHERE a IN (VALUES (?), (?) )");
     }
 }
