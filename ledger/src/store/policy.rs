@@ -147,8 +147,7 @@ impl Store {
         page_rows: i64,
     ) -> tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>> {
         type Page<T> = Result<Vec<T>, StoreError>;
-        let (stored, mut to_decode) = tokio::sync::mpsc::channel::<Page<super::StoredEvent>>(2);
-        let (decoded, next) = tokio::sync::mpsc::channel::<Page<RecordedEvent>>(2);
+        let (stored, to_decode) = tokio::sync::mpsc::channel::<Page<super::StoredEvent>>(2);
         let store = self.clone();
         // Each stage ends after the last (empty) page, at the first error, or when the next
         // stage stops listening.
@@ -192,17 +191,26 @@ impl Store {
                 }
             })),
         }
-        tokio::task::spawn_blocking(move || {
-            while let Some(page) = to_decode.blocking_recv() {
-                let page = page.and_then(|rows| rows.iter().map(super::StoredEvent::decode).collect::<Page<_>>());
-                let done = page.as_ref().map_or(true, Vec::is_empty);
-                if decoded.blocking_send(page).is_err() || done {
-                    return;
-                }
-            }
-        });
-        next
+        decoded(to_decode)
     }
+}
+
+/// The pages of stored events from `to_decode`, decoded on a blocking thread of their own, two
+/// pages ahead of the caller, up to the first empty page or error.
+pub(super) fn decoded(
+    mut to_decode: tokio::sync::mpsc::Receiver<Result<Vec<super::StoredEvent>, StoreError>>,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>> {
+    let (decoded, next) = tokio::sync::mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        while let Some(page) = to_decode.blocking_recv() {
+            let page = page.and_then(|rows| rows.iter().map(super::StoredEvent::decode).collect::<Result<Vec<_>, _>>());
+            let done = page.as_ref().map_or(true, Vec::is_empty);
+            if decoded.blocking_send(page).is_err() || done {
+                return;
+            }
+        }
+    });
+    next
 }
 
 fn reasons(r: &[crate::projection::Reason]) -> Option<String> {

@@ -78,7 +78,11 @@ impl Store {
         let mut runtime = self.policy_runtime.lock().await;
         runtime.invalidate();
         let mut projections = Projections::new();
-        let mut target = TxRebuild { tx, page_rows: options.page_rows };
+        let read_ahead = match &self.db {
+            super::Db::Postgres(pool) => Some(pool.connect_options()),
+            super::Db::Sqlite(_) => None,
+        };
+        let mut target = TxRebuild { tx, page_rows: options.page_rows, read_ahead, pages: None };
         let replayed = rebuild_in(&mut target, options, &mut projections, &mut progress).await?;
         target.tx.commit().await?;
         let head_position = projections.position();
@@ -195,7 +199,12 @@ trait Rebuilding: Sink {
 struct TxRebuild {
     tx: Tx,
     page_rows: i64,
+    /// PostgreSQL: how to open the connection that reads pages ahead (see [`pages_ahead`]).
+    read_ahead: Option<std::sync::Arc<sqlx::postgres::PgConnectOptions>>,
+    pages: Option<Pages>,
 }
+
+type Pages = tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>;
 
 impl Sink for TxRebuild {
     async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError> {
@@ -228,14 +237,64 @@ impl Rebuilding for TxRebuild {
     }
 
     async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError> {
-        // Read through the transaction's own connection: a second connection from the pool
-        // might not be free.
         let page_rows = self.page_rows;
+        if let Some(options) = &self.read_ahead {
+            let pages = match &mut self.pages {
+                Some(pages) => pages,
+                None => self.pages.insert(pages_ahead(options.clone(), after, head, page_rows)),
+            };
+            return pages.recv().await.unwrap_or_else(|| Ok(Vec::new()));
+        }
+        // In-memory SQLite: through the transaction's own connection (the database is the
+        // pool's one connection).
         let rows: Vec<super::StoredEvent> = with_conn!(&mut self.tx, |c| {
             sqlx::query_as(super::read::EVENTS_IN_RANGE).bind(after).bind(head).bind(page_rows).fetch_all(&mut *c).await
         })?;
         rows.iter().map(super::StoredEvent::decode).collect()
     }
+}
+
+/// PostgreSQL: the events after `after` up to `head`, read ahead of the rebuild in pages of
+/// `page_rows` on a connection of their own and decoded on a blocking thread, while the
+/// rebuild's connection writes the pages before; the last page is empty. Not on a pooled
+/// connection: appends waiting for the rebuild's lock may hold all of them. The log does not
+/// move meanwhile (the rebuild holds the append lock), so every event up to `head` is
+/// committed and visible to this connection.
+fn pages_ahead(
+    options: std::sync::Arc<sqlx::postgres::PgConnectOptions>,
+    after: Position,
+    head: Position,
+    page_rows: i64,
+) -> Pages {
+    use sqlx::Connection as _;
+    let (stored, to_decode) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut connection = match sqlx::PgConnection::connect_with(&options).await {
+            Ok(connection) => connection,
+            Err(e) => return drop(stored.send(Err(e.into())).await),
+        };
+        let mut after = after;
+        loop {
+            let page: Result<Vec<super::StoredEvent>, StoreError> = sqlx::query_as(super::read::EVENTS_IN_RANGE)
+                .bind(after)
+                .bind(head)
+                .bind(page_rows)
+                .fetch_all(&mut connection)
+                .await
+                .map_err(StoreError::from);
+            let last = page.as_ref().ok().and_then(|page| page.last()).map(|row| row.position);
+            // Stops when the rebuild stopped listening (it failed), after the last page, or
+            // after an error.
+            if stored.send(page).await.is_err() {
+                return;
+            }
+            match last {
+                Some(position) => after = position,
+                None => return,
+            }
+        }
+    });
+    super::policy::decoded(to_decode)
 }
 
 /// The rebuild of a SQLite file: writes through its own connection; the events are read and
