@@ -245,8 +245,8 @@ impl Rebuilding for TxRebuild {
             };
             return pages.recv().await.unwrap_or_else(|| Ok(Vec::new()));
         }
-        // In-memory SQLite: through the transaction's own connection (the database is the
-        // pool's one connection).
+        // In-memory SQLite: through the transaction's own connection (a second connection
+        // from the pool might not be free).
         let rows: Vec<super::StoredEvent> = with_conn!(&mut self.tx, |c| {
             sqlx::query_as(super::read::EVENTS_IN_RANGE).bind(after).bind(head).bind(page_rows).fetch_all(&mut *c).await
         })?;
