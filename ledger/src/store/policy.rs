@@ -117,7 +117,7 @@ impl Store {
         upto: Position,
         mut made: impl FnMut(Vec<Output>),
     ) -> Result<(), StoreError> {
-        let mut next = self.decoded_pages(Which::Policy, state.position(), upto, PAGE_ROWS);
+        let mut next = self.decoded_pages(Which::Policy, state.position(), upto, PAGE_ROWS, PgReader::Pool);
         while let Some(page) = next.recv().await {
             let events = page?;
             if events.is_empty() {
@@ -138,16 +138,17 @@ impl Store {
     /// last one empty (or an error): on a SQLite file only those `which` selects, elsewhere
     /// every one (a fold passes over the types it does not read). Two stages, each two pages ahead of the caller: a
     /// task reads the next pages (on a SQLite file, a blocking thread on a connection of its
-    /// own: see `bulk`), and a blocking thread decodes them.
+    /// own: see `bulk`; on PostgreSQL, as `pg_reader` says), and a blocking thread decodes them.
     pub(super) fn decoded_pages(
         &self,
         which: Which,
         after: Position,
         upto: Position,
         page_rows: i64,
+        pg_reader: PgReader,
     ) -> tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>> {
         type Page<T> = Result<Vec<T>, StoreError>;
-        let (stored, to_decode) = tokio::sync::mpsc::channel::<Page<super::StoredEvent>>(2);
+        let (stored, mut to_decode) = tokio::sync::mpsc::channel::<Page<super::StoredEvent>>(2);
         let store = self.clone();
         // Each stage ends after the last (empty) page, at the first error, or when the next
         // stage stops listening.
@@ -173,13 +174,32 @@ impl Store {
                 }
             })),
             None => drop(tokio::spawn(async move {
+                let mut own = match (pg_reader, &store.db) {
+                    (PgReader::OwnConnection, super::Db::Postgres(pool)) => {
+                        use sqlx::Connection as _;
+                        match sqlx::PgConnection::connect_with(&pool.connect_options()).await {
+                            Ok(connection) => Some(connection),
+                            Err(e) => return drop(stored.send(Err(e.into())).await),
+                        }
+                    }
+                    _ => None,
+                };
                 let mut after = after;
                 loop {
                     // Unfiltered: with the event-type filter and a `LIMIT`, PostgreSQL planned
                     // a freshly imported log as a scan and a sort of the rest of the range per
                     // page (a replay of the benchmark's year took 14.5 s instead of about 3 s).
                     // The fold passes over the other types itself.
-                    let page = store.stored_in_range(after, upto, page_rows).await;
+                    let page = match &mut own {
+                        Some(connection) => sqlx::query_as(super::read::EVENTS_IN_RANGE)
+                            .bind(after)
+                            .bind(upto)
+                            .bind(page_rows)
+                            .fetch_all(connection)
+                            .await
+                            .map_err(StoreError::from),
+                        None => store.stored_in_range(after, upto, page_rows).await,
+                    };
                     let next = last_of(&page);
                     if stored.send(page).await.is_err() {
                         return;
@@ -191,26 +211,29 @@ impl Store {
                 }
             })),
         }
-        decoded(to_decode)
+        let (decoded, next) = tokio::sync::mpsc::channel::<Page<RecordedEvent>>(2);
+        tokio::task::spawn_blocking(move || {
+            while let Some(page) = to_decode.blocking_recv() {
+                let page = page.and_then(|rows| rows.iter().map(super::StoredEvent::decode).collect::<Page<_>>());
+                let done = page.as_ref().map_or(true, Vec::is_empty);
+                if decoded.blocking_send(page).is_err() || done {
+                    return;
+                }
+            }
+        });
+        next
     }
 }
 
-/// The pages of stored events from `to_decode`, decoded on a blocking thread of their own, two
-/// pages ahead of the caller, up to the first empty page or error.
-pub(super) fn decoded(
-    mut to_decode: tokio::sync::mpsc::Receiver<Result<Vec<super::StoredEvent>, StoreError>>,
-) -> tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>> {
-    let (decoded, next) = tokio::sync::mpsc::channel(2);
-    tokio::task::spawn_blocking(move || {
-        while let Some(page) = to_decode.blocking_recv() {
-            let page = page.and_then(|rows| rows.iter().map(super::StoredEvent::decode).collect::<Result<Vec<_>, _>>());
-            let done = page.as_ref().map_or(true, Vec::is_empty);
-            if decoded.blocking_send(page).is_err() || done {
-                return;
-            }
-        }
-    });
-    next
+/// Where [`Store::decoded_pages`] reads on PostgreSQL.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum PgReader {
+    /// A pooled connection for each page.
+    Pool,
+    /// A connection of its own, outside the pool: for a rebuild, since appends waiting for
+    /// its lock may hold every pooled connection. The log does not move meanwhile (the
+    /// rebuild holds the append lock), so every event up to its head is committed and visible.
+    OwnConnection,
 }
 
 fn reasons(r: &[crate::projection::Reason]) -> Option<String> {

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use super::policy::PgReader;
+use super::read::Which;
 use super::rows::{Rows, Sink, SqliteSink, blocking};
 use super::{Store, StoreError, Tx, execute, with_conn};
 use crate::event::{Position, RecordedEvent};
@@ -78,10 +80,7 @@ impl Store {
         let mut runtime = self.policy_runtime.lock().await;
         runtime.invalidate();
         let mut projections = Projections::new();
-        let read_ahead = match &self.db {
-            super::Db::Postgres(pool) => Some(pool.connect_options()),
-            super::Db::Sqlite(_) => None,
-        };
+        let read_ahead = matches!(self.db, super::Db::Postgres(_)).then(|| self.clone());
         let mut target = TxRebuild { tx, page_rows: options.page_rows, read_ahead, pages: None };
         let replayed = rebuild_in(&mut target, options, &mut projections, &mut progress).await?;
         target.tx.commit().await?;
@@ -199,8 +198,9 @@ trait Rebuilding: Sink {
 struct TxRebuild {
     tx: Tx,
     page_rows: i64,
-    /// PostgreSQL: how to open the connection that reads pages ahead (see [`pages_ahead`]).
-    read_ahead: Option<std::sync::Arc<sqlx::postgres::PgConnectOptions>>,
+    /// PostgreSQL: the store whose log is read ahead, on a connection of its own, and decoded
+    /// on a blocking thread while the transaction writes the pages before.
+    read_ahead: Option<Store>,
     pages: Option<Pages>,
 }
 
@@ -238,11 +238,10 @@ impl Rebuilding for TxRebuild {
 
     async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError> {
         let page_rows = self.page_rows;
-        if let Some(options) = &self.read_ahead {
-            let pages = match &mut self.pages {
-                Some(pages) => pages,
-                None => self.pages.insert(pages_ahead(options.clone(), after, head, page_rows)),
-            };
+        if let Some(store) = &self.read_ahead {
+            let pages = self.pages.get_or_insert_with(|| {
+                store.decoded_pages(Which::All, after, head, page_rows, PgReader::OwnConnection)
+            });
             return pages.recv().await.unwrap_or_else(|| Ok(Vec::new()));
         }
         // In-memory SQLite: through the transaction's own connection (a second connection
@@ -254,54 +253,11 @@ impl Rebuilding for TxRebuild {
     }
 }
 
-/// PostgreSQL: the events after `after` up to `head`, read ahead of the rebuild in pages of
-/// `page_rows` on a connection of their own and decoded on a blocking thread, while the
-/// rebuild's connection writes the pages before; the last page is empty. Not on a pooled
-/// connection: appends waiting for the rebuild's lock may hold all of them. The log does not
-/// move meanwhile (the rebuild holds the append lock), so every event up to `head` is
-/// committed and visible to this connection.
-fn pages_ahead(
-    options: std::sync::Arc<sqlx::postgres::PgConnectOptions>,
-    after: Position,
-    head: Position,
-    page_rows: i64,
-) -> Pages {
-    use sqlx::Connection as _;
-    let (stored, to_decode) = tokio::sync::mpsc::channel(2);
-    tokio::spawn(async move {
-        let mut connection = match sqlx::PgConnection::connect_with(&options).await {
-            Ok(connection) => connection,
-            Err(e) => return drop(stored.send(Err(e.into())).await),
-        };
-        let mut after = after;
-        loop {
-            let page: Result<Vec<super::StoredEvent>, StoreError> = sqlx::query_as(super::read::EVENTS_IN_RANGE)
-                .bind(after)
-                .bind(head)
-                .bind(page_rows)
-                .fetch_all(&mut connection)
-                .await
-                .map_err(StoreError::from);
-            let last = page.as_ref().ok().and_then(|page| page.last()).map(|row| row.position);
-            // Stops when the rebuild stopped listening (it failed), after the last page, or
-            // after an error.
-            if stored.send(page).await.is_err() {
-                return;
-            }
-            match last {
-                Some(position) => after = position,
-                None => return,
-            }
-        }
-    });
-    super::policy::decoded(to_decode)
-}
-
 /// The rebuild of a SQLite file: writes through its own connection; the events are read and
 /// decoded ahead on threads of their own, on a connection of their own (see `bulk`).
 struct SqliteRebuild {
     sink: SqliteSink,
-    pages: Option<tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>>,
+    pages: Option<Pages>,
     page_rows: i64,
     store: Store,
 }
@@ -333,7 +289,7 @@ impl Rebuilding for SqliteRebuild {
     async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError> {
         let (store, page_rows) = (&self.store, self.page_rows);
         let pages =
-            self.pages.get_or_insert_with(|| store.decoded_pages(super::read::Which::All, after, head, page_rows));
+            self.pages.get_or_insert_with(|| store.decoded_pages(Which::All, after, head, page_rows, PgReader::Pool));
         pages.recv().await.unwrap_or_else(|| Ok(Vec::new()))
     }
 }
