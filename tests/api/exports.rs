@@ -820,3 +820,59 @@ both_backends!(a_year_of_more_than_100000_rows_exports_in_bounded_memory, |db| a
     let _ = std::fs::remove_dir_all(&dir);
     app.db.drop_db().await;
 });
+
+// An export reads a year's lines in pages cut at every n-th line (`line_page_starts`), two
+// pages at once. Wherever the cuts fall (between positions, or between the lines of one
+// position), the pages hold each line of the year up to the statement's position exactly
+// once, in `(position, seq)` order, and each page but the last ends where the next starts.
+both_backends!(pages_of_a_years_lines_cut_anywhere_hold_each_line_once_in_order, |db| async move {
+    use ledger::policy::PolicyKind;
+    use ledger::store::stream::LineCursor;
+
+    let store = db.store().await;
+    // Positions 1..=20, three lines each; every third position's lines are dated a year
+    // later, so the year's lines are not one run of positions.
+    let mut values = Vec::new();
+    for position in 1..=20i64 {
+        let year = if position % 3 == 0 { 2031 } else { 2030 };
+        for seq in 0..3 {
+            let id = format!("00000000-0000-7000-8000-{:012}", position * 10 + seq);
+            values.push(format!(
+                "({position}, {seq}, 'payment', '{id}', 0, '{id}', '{id}', NULL, '{year}-03-01', {year}, \
+                 100, 100, 5, 1, NULL, 100, 5, FALSE)"
+            ));
+        }
+    }
+    db.execute_raw(&format!(
+        "INSERT INTO subsidy_lines (position, seq, line_kind, achievement_id, cap_period, contract_id, payment_id, \
+         reversal_id, line_date, line_year, received_fen, eligible_fen, subsidy_fen, policy_version, reasons, \
+         eligible_total_fen, subsidy_total_fen, cap_reached) VALUES {}",
+        values.join(", ")
+    ))
+    .await
+    .expect("lines");
+
+    for upto in [20, 11] {
+        let expected: Vec<(i64, u32)> =
+            (1..=upto).filter(|p| p % 3 != 0).flat_map(|p| (0..3).map(move |s| (p, s))).collect();
+        for page_lines in [1, 2, 3, 4, 7, 27, 28, 100] {
+            let starts =
+                store.line_page_starts(PolicyKind::CompleterSubsidy, 2030, upto, page_lines).await.expect("starts");
+            assert_eq!(starts[0], LineCursor::START);
+            assert_eq!(starts.len(), 1 + expected.len() / page_lines as usize, "{page_lines} a page up to {upto}");
+            let mut read = Vec::new();
+            for (i, after) in starts.iter().enumerate() {
+                let page = store.subsidy_lines_page(2030, upto, *after, page_lines, false).await.expect("page");
+                if let Some(next) = starts.get(i + 1) {
+                    assert_eq!(page.len(), page_lines as usize);
+                    let last = &page.last().expect("a full page").line;
+                    assert_eq!(LineCursor { position: last.position, seq: last.seq }, *next);
+                }
+                read.extend(page.iter().map(|e| (e.line.position, e.line.seq)));
+            }
+            assert_eq!(read, expected, "{page_lines} a page up to {upto}");
+        }
+    }
+    store.close().await;
+    db.drop_db().await;
+});

@@ -1,19 +1,22 @@
-//! The statements as rows: read from the ledger page by page (`ledger::store::stream`), in
-//! the order and with the figures of the statement builders (`ledger::statement`), and sent to
-//! the writer thread. Totals are summed here from the very rows sent, and cross-checked where
+//! The statements as rows: read from the ledger page by page, two pages at once
+//! (`ledger::store::stream`), in the order and with the figures of the statement builders
+//! (`ledger::statement`), and sent to the writer thread. Totals are summed here from the very rows sent, and cross-checked where
 //! two of them must agree (lines and completers, each breakdown and the total).
 
+use std::future::Future;
 use std::mem;
+use std::pin::pin;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
-use futures_util::TryStreamExt;
+use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use ledger::Money;
 use ledger::personal::PersonalDataKey;
 use ledger::policy::{CapPeriod, PolicyBook, PolicyKind, PolicyVersion};
 use ledger::projection::{LineKind, Reason};
 use ledger::service::Ledger;
 use ledger::statement::AsOf;
-use ledger::store::stream::{LineCursor, StoredIdNumber};
+use ledger::store::StoreError;
+use ledger::store::stream::{ExportIncentiveLine, ExportSubsidyLine, LineCursor, StoredIdNumber};
 use ledger::vocabulary::{ContractType, SellerKind, TechField};
 use tokio::sync::mpsc;
 
@@ -24,6 +27,11 @@ use super::{ExportError, ExportRequest, IdNumbers, Message, Progress, Statement}
 const PAGE_LINES: u32 = 2_000;
 /// Summary rows sent per message.
 const BATCH_ROWS: usize = 2_000;
+/// Pages read at once, on blocking threads of their own (SQLite) or connections of the pool
+/// (PostgreSQL), while this task turns the page before into rows for the writer thread. On
+/// SQLite one page's read, mostly the B-tree lookups of each line's achievement and
+/// contract, took about as long as the rows and the writer together.
+const READS_AHEAD: usize = 2;
 
 /// What a producer read and wrote.
 #[derive(Debug, Default, Clone, Copy)]
@@ -40,6 +48,38 @@ pub(crate) struct Job<'a> {
     pub produced_at: DateTime<Utc>,
     pub tx: mpsc::Sender<Message>,
     pub progress: &'a dyn Progress,
+}
+
+/// The pages starting at `starts` (`Store::line_page_starts`), read `READS_AHEAD` at once and
+/// yielded in order. Each page but the last must end exactly where the next one starts: the
+/// lines up to the statement's position never change, so anything else is an inconsistency
+/// (a line missing or read twice), not a figure to write.
+fn pages_in_order<'a, L: 'a, F>(
+    starts: Vec<LineCursor>,
+    read: impl FnMut(LineCursor) -> F + 'a,
+    end: fn(&L) -> LineCursor,
+) -> impl Stream<Item = Result<Vec<L>, ExportError>> + 'a
+where
+    F: Future<Output = Result<Vec<L>, StoreError>> + 'a,
+{
+    let next_starts: Vec<Option<LineCursor>> = starts.iter().skip(1).copied().map(Some).chain([None]).collect();
+    stream::iter(starts).map(read).buffered(READS_AHEAD).zip(stream::iter(next_starts)).map(move |(page, next)| {
+        let page = page?;
+        match (page.last().map(end), next) {
+            (last, Some(next)) if last != Some(next) => Err(ExportError::Inconsistent(format!(
+                "a page of lines ends at {last:?}, not where the next one starts ({next:?})"
+            ))),
+            _ => Ok(page),
+        }
+    })
+}
+
+fn subsidy_line_end(e: &ExportSubsidyLine) -> LineCursor {
+    LineCursor { position: e.line.position, seq: e.line.seq }
+}
+
+fn incentive_line_end(e: &ExportIncentiveLine) -> LineCursor {
+    LineCursor { position: e.line.position, seq: e.line.seq }
 }
 
 /// China Standard Time (Asia/Shanghai has kept UTC+8 without daylight saving since 1991).
@@ -196,9 +236,13 @@ impl Job<'_> {
         let store = self.ledger.store();
         let (year, upto, lang) = (self.request.year, self.as_of.position, self.lang());
         let full = self.request.id_numbers == IdNumbers::Full;
-        let total_lines = store.count_subsidy_lines(year, upto).await?;
-        let book = store.policy_book(upto).await?;
-        let used = store.policy_versions_used(PolicyKind::CompleterSubsidy, year, upto).await?;
+        // Each a read of its own over the year's lines: at once, not one after the other.
+        let (total_lines, book, used, starts) = tokio::try_join!(
+            store.count_subsidy_lines(year, upto),
+            store.policy_book(upto),
+            store.policy_versions_used(PolicyKind::CompleterSubsidy, year, upto),
+            store.line_page_starts(PolicyKind::CompleterSubsidy, year, upto, PAGE_LINES),
+        )?;
         let policies = policies_of(&book, PolicyKind::CompleterSubsidy, year, used);
         let id_numbers = match self.request.id_numbers {
             IdNumbers::Masked => lang.pick("已脱敏", "masked"),
@@ -219,11 +263,9 @@ impl Job<'_> {
         self.send(Message::Section(&SUBSIDY_LINES)).await?;
         let (mut received, mut eligible, mut subsidy, mut parts) = (Money::ZERO, Money::ZERO, Money::ZERO, Money::ZERO);
         let mut counts = Counts::default();
-        let mut cursor = LineCursor::START;
-        loop {
-            let page = store.subsidy_lines_page(year, upto, cursor, PAGE_LINES, full).await?;
-            let Some(last) = page.last() else { break };
-            cursor = LineCursor { position: last.line.position, seq: last.line.seq };
+        let read = |after| store.subsidy_lines_page(year, upto, after, PAGE_LINES, full);
+        let mut pages = pin!(pages_in_order(starts, read, subsidy_line_end));
+        while let Some(page) = pages.try_next().await? {
             let mut rows = Vec::with_capacity(page.len() * 3);
             for e in page {
                 let l = &e.line;
@@ -328,9 +370,12 @@ impl Job<'_> {
     async fn operating_center_incentive(self) -> Result<Counts, ExportError> {
         let store = self.ledger.store();
         let (year, upto, lang) = (self.request.year, self.as_of.position, self.lang());
-        let total_lines = store.count_incentive_lines(year, upto).await?;
-        let book = store.policy_book(upto).await?;
-        let used = store.policy_versions_used(PolicyKind::OperatingCenterIncentive, year, upto).await?;
+        let (total_lines, book, used, starts) = tokio::try_join!(
+            store.count_incentive_lines(year, upto),
+            store.policy_book(upto),
+            store.policy_versions_used(PolicyKind::OperatingCenterIncentive, year, upto),
+            store.line_page_starts(PolicyKind::OperatingCenterIncentive, year, upto, PAGE_LINES),
+        )?;
         let policies = policies_of(&book, PolicyKind::OperatingCenterIncentive, year, used);
         let extra = vec![MetaRow::new(
             lang.pick("说明", "Note"),
@@ -344,11 +389,9 @@ impl Job<'_> {
         self.send(Message::Section(&INCENTIVE_LINES)).await?;
         let (mut received, mut operating, mut incentive) = (Money::ZERO, Money::ZERO, Money::ZERO);
         let mut counts = Counts::default();
-        let mut cursor = LineCursor::START;
-        loop {
-            let page = store.incentive_lines_page(year, upto, cursor, PAGE_LINES).await?;
-            let Some(last) = page.last() else { break };
-            cursor = LineCursor { position: last.line.position, seq: last.line.seq };
+        let read = |after| store.incentive_lines_page(year, upto, after, PAGE_LINES);
+        let mut pages = pin!(pages_in_order(starts, read, incentive_line_end));
+        while let Some(page) = pages.try_next().await? {
             let mut rows = Vec::with_capacity(page.len());
             for e in page {
                 let l = e.line;
@@ -519,6 +562,48 @@ fn category(dimension: &str, key: &str, lang: Lang) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(position: i64, seq: u32) -> LineCursor {
+        LineCursor { position, seq }
+    }
+
+    /// Reads pages from `book` (a page per start), the first one slowest, and collects them.
+    async fn read_all(starts: Vec<LineCursor>, book: Vec<Vec<LineCursor>>) -> Result<Vec<LineCursor>, ExportError> {
+        let first = starts[0];
+        let read = |after: LineCursor| {
+            let page = book[starts.iter().position(|s| *s == after).expect("a start")].clone();
+            async move {
+                if after == first {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Ok::<_, StoreError>(page)
+            }
+        };
+        let pages = pages_in_order(starts.clone(), read, |c: &LineCursor| *c);
+        Ok(pages.try_collect::<Vec<_>>().await?.concat())
+    }
+
+    #[tokio::test]
+    async fn pages_read_at_once_come_out_in_order() {
+        let starts = vec![LineCursor::START, at(2, 1), at(5, 0)];
+        let book = vec![vec![at(1, 0), at(2, 1)], vec![at(3, 0), at(5, 0)], vec![at(6, 0)]];
+        let lines = read_all(starts, book).await.expect("consistent pages");
+        assert_eq!(lines, [at(1, 0), at(2, 1), at(3, 0), at(5, 0), at(6, 0)]);
+    }
+
+    #[tokio::test]
+    async fn a_page_that_does_not_end_where_the_next_starts_stops_the_export() {
+        let starts = vec![LineCursor::START, at(2, 1), at(5, 0)];
+        // The first page stops short of (2, 1): a line would be missing.
+        let short = vec![vec![at(1, 0)], vec![at(3, 0), at(5, 0)], vec![at(6, 0)]];
+        assert!(matches!(read_all(starts.clone(), short).await, Err(ExportError::Inconsistent(_))));
+        // The second page runs past (5, 0): a line would be written twice.
+        let long = vec![vec![at(1, 0), at(2, 1)], vec![at(3, 0), at(5, 0), at(6, 0)], vec![at(6, 0)]];
+        assert!(matches!(read_all(starts.clone(), long).await, Err(ExportError::Inconsistent(_))));
+        // An empty page before the last.
+        let empty = vec![vec![at(1, 0), at(2, 1)], vec![], vec![at(6, 0)]];
+        assert!(matches!(read_all(starts, empty).await, Err(ExportError::Inconsistent(_))));
+    }
 
     #[test]
     fn rates_print_as_percent() {
