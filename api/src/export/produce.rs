@@ -74,12 +74,22 @@ where
     })
 }
 
-fn subsidy_line_end(e: &ExportSubsidyLine) -> LineCursor {
-    LineCursor { position: e.line.position, seq: e.line.seq }
-}
-
-fn incentive_line_end(e: &ExportIncentiveLine) -> LineCursor {
-    LineCursor { position: e.line.position, seq: e.line.seq }
+/// What a statement of lines reads before its first page, at once (each is a read of its own
+/// over the year's lines): how many lines there are, the policies they rest on, and where
+/// each page starts.
+async fn lines_ahead(
+    store: &ledger::store::Store,
+    kind: PolicyKind,
+    year: i32,
+    upto: ledger::event::Position,
+) -> Result<(u64, Vec<PolicyVersion>, Vec<LineCursor>), StoreError> {
+    let (total_lines, book, used, starts) = tokio::try_join!(
+        store.count_lines(kind, year, upto),
+        store.policy_book(upto),
+        store.policy_versions_used(kind, year, upto),
+        store.line_page_starts(kind, year, upto, PAGE_LINES),
+    )?;
+    Ok((total_lines, policies_of(&book, kind, year, used), starts))
 }
 
 /// China Standard Time (Asia/Shanghai has kept UTC+8 without daylight saving since 1991).
@@ -236,14 +246,7 @@ impl Job<'_> {
         let store = self.ledger.store();
         let (year, upto, lang) = (self.request.year, self.as_of.position, self.lang());
         let full = self.request.id_numbers == IdNumbers::Full;
-        // Each a read of its own over the year's lines: at once, not one after the other.
-        let (total_lines, book, used, starts) = tokio::try_join!(
-            store.count_subsidy_lines(year, upto),
-            store.policy_book(upto),
-            store.policy_versions_used(PolicyKind::CompleterSubsidy, year, upto),
-            store.line_page_starts(PolicyKind::CompleterSubsidy, year, upto, PAGE_LINES),
-        )?;
-        let policies = policies_of(&book, PolicyKind::CompleterSubsidy, year, used);
+        let (total_lines, policies, starts) = lines_ahead(store, PolicyKind::CompleterSubsidy, year, upto).await?;
         let id_numbers = match self.request.id_numbers {
             IdNumbers::Masked => lang.pick("已脱敏", "masked"),
             IdNumbers::Full => lang.pick("完整（财务导出）", "in full (finance export)"),
@@ -264,7 +267,7 @@ impl Job<'_> {
         let (mut received, mut eligible, mut subsidy, mut parts) = (Money::ZERO, Money::ZERO, Money::ZERO, Money::ZERO);
         let mut counts = Counts::default();
         let read = |after| store.subsidy_lines_page(year, upto, after, PAGE_LINES, full);
-        let mut pages = pin!(pages_in_order(starts, read, subsidy_line_end));
+        let mut pages = pin!(pages_in_order(starts, read, ExportSubsidyLine::cursor));
         while let Some(page) = pages.try_next().await? {
             let mut rows = Vec::with_capacity(page.len() * 3);
             for e in page {
@@ -370,13 +373,8 @@ impl Job<'_> {
     async fn operating_center_incentive(self) -> Result<Counts, ExportError> {
         let store = self.ledger.store();
         let (year, upto, lang) = (self.request.year, self.as_of.position, self.lang());
-        let (total_lines, book, used, starts) = tokio::try_join!(
-            store.count_incentive_lines(year, upto),
-            store.policy_book(upto),
-            store.policy_versions_used(PolicyKind::OperatingCenterIncentive, year, upto),
-            store.line_page_starts(PolicyKind::OperatingCenterIncentive, year, upto, PAGE_LINES),
-        )?;
-        let policies = policies_of(&book, PolicyKind::OperatingCenterIncentive, year, used);
+        let (total_lines, policies, starts) =
+            lines_ahead(store, PolicyKind::OperatingCenterIncentive, year, upto).await?;
         let extra = vec![MetaRow::new(
             lang.pick("说明", "Note"),
             Cell::text(lang.pick(
@@ -390,7 +388,7 @@ impl Job<'_> {
         let (mut received, mut operating, mut incentive) = (Money::ZERO, Money::ZERO, Money::ZERO);
         let mut counts = Counts::default();
         let read = |after| store.incentive_lines_page(year, upto, after, PAGE_LINES);
-        let mut pages = pin!(pages_in_order(starts, read, incentive_line_end));
+        let mut pages = pin!(pages_in_order(starts, read, ExportIncentiveLine::cursor));
         while let Some(page) = pages.try_next().await? {
             let mut rows = Vec::with_capacity(page.len());
             for e in page {

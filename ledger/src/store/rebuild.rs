@@ -81,7 +81,7 @@ impl Store {
         runtime.invalidate();
         let mut projections = Projections::new();
         let read_ahead = matches!(self.db, super::Db::Postgres(_)).then(|| self.clone());
-        let mut target = TxRebuild { tx, page_rows: options.page_rows, read_ahead, pages: None };
+        let mut target = TxRebuild { tx, read_ahead, pages: None };
         let replayed = rebuild_in(&mut target, options, &mut projections, &mut progress).await?;
         target.tx.commit().await?;
         let head_position = projections.position();
@@ -103,12 +103,7 @@ impl Store {
         runtime.invalidate();
         let mut projections = Projections::new();
         let connection = blocking(|| open_rebuild_connection(bulk.path()))?;
-        let mut rebuild = SqliteRebuild {
-            sink: SqliteSink { connection },
-            pages: None,
-            page_rows: options.page_rows,
-            store: self.clone(),
-        };
+        let mut rebuild = SqliteRebuild { sink: SqliteSink { connection }, pages: None, store: self.clone() };
         let replayed = match rebuild_in(&mut rebuild, options, &mut projections, progress).await {
             Ok(replayed) => replayed,
             Err(e) => {
@@ -189,15 +184,20 @@ trait Rebuilding: Sink {
     /// The last position of the log (0 when empty); the log does not move while the rebuild
     /// holds the append lock.
     async fn head(&mut self) -> Result<Position, StoreError>;
-    /// The next page of events after `after` up to `head`, decoded; empty at the end.
-    async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError>;
+    /// The next page of at most `page_rows` events (the same on every call) after `after` up
+    /// to `head`, decoded; empty at the end.
+    async fn next_page(
+        &mut self,
+        after: Position,
+        head: Position,
+        page_rows: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 }
 
 /// A rebuild in an append transaction through sqlx: on PostgreSQL, and on an in-memory SQLite
 /// database.
 struct TxRebuild {
     tx: Tx,
-    page_rows: i64,
     /// PostgreSQL: the store whose log is read ahead, on a connection of its own, and decoded
     /// on a blocking thread while the transaction writes the pages before.
     read_ahead: Option<Store>,
@@ -236,8 +236,12 @@ impl Rebuilding for TxRebuild {
         Ok(head.unwrap_or(0))
     }
 
-    async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError> {
-        let page_rows = self.page_rows;
+    async fn next_page(
+        &mut self,
+        after: Position,
+        head: Position,
+        page_rows: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         if let Some(store) = &self.read_ahead {
             let pages = self.pages.get_or_insert_with(|| {
                 store.decoded_pages(Which::All, after, head, page_rows, PgReader::OwnConnection)
@@ -258,7 +262,6 @@ impl Rebuilding for TxRebuild {
 struct SqliteRebuild {
     sink: SqliteSink,
     pages: Option<Pages>,
-    page_rows: i64,
     store: Store,
 }
 
@@ -286,8 +289,13 @@ impl Rebuilding for SqliteRebuild {
         Ok(head.unwrap_or(0))
     }
 
-    async fn next_page(&mut self, after: Position, head: Position) -> Result<Vec<RecordedEvent>, StoreError> {
-        let (store, page_rows) = (&self.store, self.page_rows);
+    async fn next_page(
+        &mut self,
+        after: Position,
+        head: Position,
+        page_rows: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let store = &self.store;
         let pages =
             self.pages.get_or_insert_with(|| store.decoded_pages(Which::All, after, head, page_rows, PgReader::Pool));
         pages.recv().await.unwrap_or_else(|| Ok(Vec::new()))
@@ -329,7 +337,7 @@ async fn rebuild_in(
     let head = target.head().await?;
     let mut after: Position = 0;
     loop {
-        let page = target.next_page(after, head).await?;
+        let page = target.next_page(after, head, options.page_rows).await?;
         let Some(last) = page.last() else { break };
         after = last.position;
         for recorded in &page {

@@ -83,6 +83,20 @@ pub struct ExportIncentiveLine {
     pub contract_number: Option<String>,
 }
 
+impl ExportSubsidyLine {
+    /// Where the line stands in the year's `(position, seq)` order.
+    pub fn cursor(&self) -> LineCursor {
+        LineCursor { position: self.line.position, seq: self.line.seq }
+    }
+}
+
+impl ExportIncentiveLine {
+    /// Where the line stands in the year's `(position, seq)` order.
+    pub fn cursor(&self) -> LineCursor {
+        LineCursor { position: self.line.position, seq: self.line.seq }
+    }
+}
+
 /// A center's operating amount and incentive for a year (lines counting in that year).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CenterYearSum {
@@ -251,6 +265,14 @@ const CELL_SUMS: &str = "CAST(COALESCE(SUM(contracts), 0) AS BIGINT) AS contract
      CAST(COALESCE(SUM(tech_transaction_amount_fen), 0) AS BIGINT) AS tech_transaction_amount_fen, \
      CAST(COALESCE(SUM(received_fen), 0) AS BIGINT) AS received_fen";
 
+/// The table of a policy's lines.
+fn lines_table(kind: PolicyKind) -> &'static str {
+    match kind {
+        PolicyKind::CompleterSubsidy => "subsidy_lines",
+        PolicyKind::OperatingCenterIncentive => "incentive_lines",
+    }
+}
+
 fn figures(contracts: i64, contract_amount: i64, tech: i64, received: i64) -> TurnoverFigures {
     TurnoverFigures {
         contracts,
@@ -335,10 +357,7 @@ impl Store {
         page_lines: u32,
     ) -> Result<Vec<LineCursor>, StoreError> {
         assert!(page_lines > 0, "a page holds at least one line");
-        let table = match kind {
-            PolicyKind::CompleterSubsidy => "subsidy_lines",
-            PolicyKind::OperatingCenterIncentive => "incentive_lines",
-        };
+        let table = lines_table(kind);
         // On the (line_year, position) index, sorted only by seq within a position.
         let sql = format!(
             "SELECT position, seq FROM (SELECT position, seq, ROW_NUMBER() OVER (ORDER BY position, seq) AS n \
@@ -364,26 +383,11 @@ impl Store {
         Ok(starts)
     }
 
-    /// How many subsidy lines are dated in `year` up to `upto` (for progress reports).
-    pub async fn count_subsidy_lines(&self, year: i32, upto: Position) -> Result<u64, StoreError> {
+    /// How many lines of `kind` are dated in `year` up to `upto` (for progress reports).
+    pub async fn count_lines(&self, kind: PolicyKind, year: i32, upto: Position) -> Result<u64, StoreError> {
+        let sql = format!("SELECT COUNT(*) FROM {} WHERE position <= $1 AND line_year = $2", lines_table(kind));
         let n: i64 = with_pool!(&self.db, |p| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM subsidy_lines WHERE position <= $1 AND line_year = $2")
-                .bind(upto)
-                .bind(year)
-                .fetch_one(p)
-                .await
-        })?;
-        Ok(n as u64)
-    }
-
-    /// How many incentive lines are dated in `year` up to `upto` (for progress reports).
-    pub async fn count_incentive_lines(&self, year: i32, upto: Position) -> Result<u64, StoreError> {
-        let n: i64 = with_pool!(&self.db, |p| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM incentive_lines WHERE position <= $1 AND line_year = $2")
-                .bind(upto)
-                .bind(year)
-                .fetch_one(p)
-                .await
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(upto).bind(year).fetch_one(p).await
         })?;
         Ok(n as u64)
     }
@@ -395,10 +399,7 @@ impl Store {
         year: i32,
         upto: Position,
     ) -> Result<Vec<u32>, StoreError> {
-        let table = match kind {
-            PolicyKind::CompleterSubsidy => "subsidy_lines",
-            PolicyKind::OperatingCenterIncentive => "incentive_lines",
-        };
+        let table = lines_table(kind);
         let sql = format!(
             "SELECT DISTINCT policy_version FROM {table} \
              WHERE position <= $1 AND line_year = $2 AND policy_version IS NOT NULL ORDER BY policy_version"
