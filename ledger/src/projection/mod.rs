@@ -82,8 +82,9 @@ pub struct Projections {
     organisations: Folded<OrganisationId, Organisation>,
     achievements: Map<AchievementId, AchievementFacts>,
     contracts: Folded<ContractId, Contract>,
-    /// Each contract's payments in ledger order (the cap is applied in that order).
-    contract_payments: Map<ContractId, Vec<PaymentId>>,
+    /// The payments of each unregistered contract, in ledger order: its registration counts
+    /// them in that order (the cap is applied in ledger order), then drops the list.
+    payments_before_registration: Map<ContractId, Vec<PaymentId>>,
     counting: Map<PaymentId, PaymentCounting>,
     subsidy: Map<(AchievementId, i32), SubsidyBucket>,
     incentive: Map<(OrganisationId, i32), IncentiveBucket>,
@@ -253,7 +254,6 @@ impl Projections {
             }
             Event::PaymentSettled(e) => {
                 self.contracts.fold(e.contract_id, event, crate::domain::contract::evolve);
-                self.contract_payments.entry(e.contract_id).or_default().push(e.payment_id);
                 self.on_payment(e, &mut sink);
             }
             Event::PaymentReversed(e) => {
@@ -286,6 +286,8 @@ impl Projections {
                 e.amount,
             );
             counting.turnover = true;
+        } else {
+            self.payments_before_registration.entry(e.contract_id).or_default().push(e.payment_id);
         }
         let target = Target {
             contract_id: e.contract_id,
@@ -389,7 +391,7 @@ impl Projections {
             certified,
             Money::ZERO,
         );
-        let earlier = self.contract_payments.get(&contract_id).cloned().unwrap_or_default();
+        let earlier = self.payments_before_registration.remove(&contract_id).unwrap_or_default();
         for payment_id in earlier {
             let payment = &self.contracts[&contract_id].payments[&payment_id];
             let (remaining, date) = (payment.remaining(), shanghai_date(payment.settled_at));
