@@ -80,8 +80,9 @@ impl Store {
         let mut runtime = self.policy_runtime.lock().await;
         runtime.invalidate();
         let mut projections = Projections::new();
-        let read_ahead = matches!(self.db, super::Db::Postgres(_)).then(|| self.clone());
-        let mut target = TxRebuild { tx, read_ahead, pages: None };
+        let read_ahead =
+            matches!(self.db, super::Db::Postgres(_)).then(|| ReadAhead::new(self.clone(), PgReader::OwnConnection));
+        let mut target = TxRebuild { tx, read_ahead };
         let replayed = rebuild_in(&mut target, options, &mut projections, &mut progress).await?;
         target.tx.commit().await?;
         let head_position = projections.position();
@@ -103,7 +104,8 @@ impl Store {
         runtime.invalidate();
         let mut projections = Projections::new();
         let connection = blocking(|| open_rebuild_connection(bulk.path()))?;
-        let mut rebuild = SqliteRebuild { sink: SqliteSink { connection }, pages: None, store: self.clone() };
+        let mut rebuild =
+            SqliteRebuild { sink: SqliteSink { connection }, read_ahead: ReadAhead::new(self.clone(), PgReader::Pool) };
         let replayed = match rebuild_in(&mut rebuild, options, &mut projections, progress).await {
             Ok(replayed) => replayed,
             Err(e) => {
@@ -198,13 +200,36 @@ trait Rebuilding: Sink {
 /// database.
 struct TxRebuild {
     tx: Tx,
-    /// PostgreSQL: the store whose log is read ahead, on a connection of its own, and decoded
-    /// on a blocking thread while the transaction writes the pages before.
-    read_ahead: Option<Store>,
-    pages: Option<Pages>,
+    /// PostgreSQL: the log read ahead, on a connection of its own, and decoded on a blocking
+    /// thread while the transaction writes the pages before.
+    read_ahead: Option<ReadAhead>,
 }
 
-type Pages = tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>;
+/// The log read and decoded ahead of the rebuild by [`Store::decoded_pages`], from the first
+/// page asked for to the head.
+struct ReadAhead {
+    store: Store,
+    reader: PgReader,
+    pages: Option<tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>>,
+}
+
+impl ReadAhead {
+    fn new(store: Store, reader: PgReader) -> ReadAhead {
+        ReadAhead { store, reader, pages: None }
+    }
+
+    /// `Rebuilding::next_page`: the pipeline starts at the first call, with its arguments.
+    async fn next_page(
+        &mut self,
+        after: Position,
+        head: Position,
+        page_rows: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (store, reader) = (&self.store, self.reader);
+        let pages = self.pages.get_or_insert_with(|| store.decoded_pages(Which::All, after, head, page_rows, reader));
+        pages.recv().await.unwrap_or_else(|| Ok(Vec::new()))
+    }
+}
 
 impl Sink for TxRebuild {
     async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError> {
@@ -242,11 +267,8 @@ impl Rebuilding for TxRebuild {
         head: Position,
         page_rows: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        if let Some(store) = &self.read_ahead {
-            let pages = self.pages.get_or_insert_with(|| {
-                store.decoded_pages(Which::All, after, head, page_rows, PgReader::OwnConnection)
-            });
-            return pages.recv().await.unwrap_or_else(|| Ok(Vec::new()));
+        if let Some(read_ahead) = &mut self.read_ahead {
+            return read_ahead.next_page(after, head, page_rows).await;
         }
         // In-memory SQLite: through the transaction's own connection (a second connection
         // from the pool might not be free).
@@ -261,8 +283,7 @@ impl Rebuilding for TxRebuild {
 /// decoded ahead on threads of their own, on a connection of their own (see `bulk`).
 struct SqliteRebuild {
     sink: SqliteSink,
-    pages: Option<Pages>,
-    store: Store,
+    read_ahead: ReadAhead,
 }
 
 impl Sink for SqliteRebuild {
@@ -295,10 +316,7 @@ impl Rebuilding for SqliteRebuild {
         head: Position,
         page_rows: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let store = &self.store;
-        let pages =
-            self.pages.get_or_insert_with(|| store.decoded_pages(Which::All, after, head, page_rows, PgReader::Pool));
-        pages.recv().await.unwrap_or_else(|| Ok(Vec::new()))
+        self.read_ahead.next_page(after, head, page_rows).await
     }
 }
 
