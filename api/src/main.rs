@@ -14,12 +14,6 @@ use ledger::store::Store;
 use ledger::{Actor, Role};
 use uuid::Uuid;
 
-/// mimalloc instead of glibc's malloc: the fold, the export's rows and the event decoding make
-/// many small, short-lived allocations, and glibc served them slowly from a thread whose arena
-/// held the benchmark's generated log (see BENCHMARKS.md, twelfth and thirteenth stops).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The Chongqing technology-transfer marketplace and its subsidy ledger.
 ///
 /// Every setting can also come from the environment variable named in `--help`.
