@@ -14,6 +14,14 @@ use ledger::store::Store;
 use ledger::{Actor, Role};
 use uuid::Uuid;
 
+/// mimalloc instead of glibc's malloc: replays, imports and the generator make many small,
+/// short-lived allocations (events decoded, folded and dropped), which mimalloc serves faster.
+/// Version 2 without transparent huge pages (the `v2` and `no_thp` features): the default
+/// version 3 with huge pages made an export's peak memory grow with its rows, and memory flat
+/// in the number of lines is a target (BENCHMARKS.md, thirteenth and fourteenth stops).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Chongqing technology-transfer marketplace and its subsidy ledger.
 ///
 /// Every setting can also come from the environment variable named in `--help`.
