@@ -24,8 +24,15 @@ const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 const FIELDS: i16 = 9;
 
 /// The rows after `after` up to `upto` (inclusive) in position order, as the bytes of a
-/// binary `COPY` (read with [`rows`]).
-pub(super) async fn event_page(pool: &PgPool, after: Position, upto: Position) -> Result<Vec<u8>, StoreError> {
+/// binary `COPY` (read with [`rows`]), written into `bytes` (emptied first). A caller that
+/// reads page after page passes the buffer of an earlier page back in: a page is megabytes,
+/// and growing a fresh one each time cost copies and page faults on fresh memory.
+pub(super) async fn event_page(
+    pool: &PgPool,
+    after: Position,
+    upto: Position,
+    mut bytes: Vec<u8>,
+) -> Result<Vec<u8>, StoreError> {
     // COPY takes no bind parameters; these are integers, formatted by us.
     let sql = format!(
         "COPY (SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, \
@@ -33,7 +40,7 @@ pub(super) async fn event_page(pool: &PgPool, after: Position, upto: Position) -
          TO STDOUT (FORMAT binary)"
     );
     let mut stream = pool.copy_out_raw(&sql).await?;
-    let mut bytes = Vec::new();
+    bytes.clear();
     while let Some(chunk) = stream.next().await {
         bytes.extend_from_slice(&chunk?);
     }

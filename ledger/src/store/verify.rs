@@ -284,7 +284,9 @@ async fn check_copied_range(
 ) -> Result<RangeCheck, StoreError> {
     let window = |after: Position| (after, (after + page_rows).min(hi));
     let (mut after, mut upto) = window(lo);
-    let mut page = pgcopy::event_page(pool, after, upto).await?;
+    let mut page = pgcopy::event_page(pool, after, upto, Vec::new()).await?;
+    // Two buffers take turns: one page is hashed while the next is read into the other.
+    let mut spare = Vec::new();
     while after < hi {
         let hashing = tokio::task::spawn_blocking(move || {
             let mut intact = true;
@@ -292,15 +294,16 @@ async fn check_copied_range(
                 intact = check.row(fields, hash);
                 intact
             });
-            read.map(|n| (check, intact, n))
+            read.map(|n| (check, intact, n, page))
         });
         (after, upto) = window(upto);
+        let buffer = std::mem::take(&mut spare);
         let (next, hashed) = tokio::join!(
-            async { if after < hi { pgcopy::event_page(pool, after, upto).await } else { Ok(Vec::new()) } },
+            async { if after < hi { pgcopy::event_page(pool, after, upto, buffer).await } else { Ok(buffer) } },
             hashing
         );
         let (intact, n);
-        (check, intact, n) = hashed.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        (check, intact, n, spare) = hashed.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
         done.fetch_add(n, Ordering::Relaxed);
         if !intact {
             break;
