@@ -16,9 +16,10 @@ use uuid::Uuid;
 
 /// mimalloc instead of glibc's malloc: replays, imports and the generator make many small,
 /// short-lived allocations (events decoded, folded and dropped), which mimalloc serves faster.
-/// Version 2 without transparent huge pages (the `v2` and `no_thp` features): the default
-/// version 3 with huge pages made an export's peak memory grow with its rows, and memory flat
-/// in the number of lines is a target (BENCHMARKS.md, thirteenth and fourteenth stops).
+/// Version 2 without transparent huge pages (the `v2` and `no_thp` features): with the default
+/// version 3 an export's peak memory varied by up to 18 MiB from run to run and grew by up to
+/// 20 MiB from 100,000 to 200,000 rows, with or without huge pages, and memory flat in the
+/// number of lines is a target (BENCHMARKS.md, thirteenth and fourteenth stops).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
