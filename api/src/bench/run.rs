@@ -326,11 +326,6 @@ async fn prepare(config: &Config) -> anyhow::Result<(Vec<(Event, Metadata, DateT
         runs.sort_by(f64::total_cmp);
         runs
     };
-    eprintln!(
-        "pure in-memory fold: {:.0} events/s (median of {FOLD_RUNS} runs: {})",
-        fold_runs[FOLD_RUNS / 2],
-        fold_runs.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
-    );
     let year_end =
         ledger::time::start_of_shanghai_day(NaiveDate::from_ymd_opt(config.first_year + 1, 1, 1).expect("valid year"));
     let first_year_end = log.iter().take_while(|(_, _, at)| *at < year_end).count() as i64;
@@ -344,6 +339,11 @@ async fn prepare(config: &Config) -> anyhow::Result<(Vec<(Event, Metadata, DateT
         first_year_end,
         peak_rss_after_generate,
     };
+    eprintln!(
+        "pure in-memory fold: {:.0} events/s (median of {FOLD_RUNS} runs: {})",
+        common.fold_rate(),
+        common.fold_runs.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+    );
     Ok((log, common))
 }
 
