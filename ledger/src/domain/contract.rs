@@ -3,8 +3,6 @@
 //! net received never exceeds the current contract amount, a reversal never exceeds what is left
 //! of its payment, and a bank transfer is recorded once per contract.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::actor::{Actor, Role};
@@ -57,10 +55,18 @@ pub struct Contract {
     pub signed_on: NaiveDate,
     pub registration: Option<Registration>,
     pub terminated_on: Option<NaiveDate>,
-    pub payments: BTreeMap<PaymentId, Payment>,
+    /// In ledger order. A contract has a handful of payments: a list is searched as fast as
+    /// a map and costs a fraction of a map's node in the projections' fold of every contract.
+    pub payments: Vec<Payment>,
     pub reversal_ids: Vec<ReversalId>,
     /// Settled minus reversed (净到账额).
     pub net_received: Money,
+}
+
+impl Contract {
+    pub fn payment(&self, id: PaymentId) -> Option<&Payment> {
+        self.payments.iter().find(|p| p.id == id)
+    }
 }
 
 pub(crate) fn evolve(state: &mut Option<Contract>, event: &Event) {
@@ -79,7 +85,7 @@ pub(crate) fn evolve(state: &mut Option<Contract>, event: &Event) {
             signed_on: e.signed_on,
             registration: None,
             terminated_on: None,
-            payments: BTreeMap::new(),
+            payments: Vec::new(),
             reversal_ids: Vec::new(),
             net_received: Money::ZERO,
         });
@@ -102,21 +108,18 @@ pub(crate) fn evolve(state: &mut Option<Contract>, event: &Event) {
         }
         Event::ContractTerminated(e) => c.terminated_on = Some(e.terminated_on),
         Event::PaymentSettled(e) => {
-            let previous = c.payments.insert(
-                e.payment_id,
-                Payment {
-                    id: e.payment_id,
-                    amount: e.amount,
-                    settled_at: e.settled_at,
-                    bank_reference: e.bank_reference.clone(),
-                    reversed: Money::ZERO,
-                },
-            );
-            assert!(previous.is_none(), "payment {} settled twice", e.payment_id);
+            assert!(c.payment(e.payment_id).is_none(), "payment {} settled twice", e.payment_id);
+            c.payments.push(Payment {
+                id: e.payment_id,
+                amount: e.amount,
+                settled_at: e.settled_at,
+                bank_reference: e.bank_reference.clone(),
+                reversed: Money::ZERO,
+            });
             c.net_received += e.amount;
         }
         Event::PaymentReversed(e) => {
-            let p = c.payments.get_mut(&e.payment_id).expect("reversal of an unknown payment");
+            let p = c.payments.iter_mut().find(|p| p.id == e.payment_id).expect("reversal of an unknown payment");
             p.reversed += e.amount;
             assert!(p.reversed <= p.amount, "payment {} reversed beyond its amount", p.id);
             c.reversal_ids.push(e.reversal_id);
@@ -351,12 +354,12 @@ pub(crate) fn record_payment(c: &RecordPayment, actor: &Actor, facts: &Facts) ->
     authorize(actor.role == Role::Registrar, actor, "record payments")?;
     let k = existing(facts, c.contract_id)?;
     not_terminated(k)?;
-    if k.payments.contains_key(&c.payment_id) {
+    if k.payment(c.payment_id).is_some() {
         return Err(DomainError::AlreadyExists { what: "payment", id: c.payment_id.to_string() });
     }
     amount("amount", c.amount)?;
     let bank_reference = required_text("bankReference", &c.bank_reference, REFERENCE_CHARS_MAX)?;
-    if let Some(p) = k.payments.values().find(|p| p.bank_reference == bank_reference) {
+    if let Some(p) = k.payments.iter().find(|p| p.bank_reference == bank_reference) {
         return Err(DomainError::violation(
             rules::BANK_REFERENCE_UNIQUE,
             format!(
@@ -391,7 +394,7 @@ pub(crate) fn record_payment(c: &RecordPayment, actor: &Actor, facts: &Facts) ->
 pub(crate) fn reverse_payment(c: &ReversePayment, actor: &Actor, facts: &Facts) -> Result<Vec<Event>, DomainError> {
     authorize(actor.role == Role::Registrar, actor, "reverse payments")?;
     let k = existing(facts, c.contract_id)?;
-    let p = k.payments.get(&c.payment_id).ok_or_else(|| DomainError::not_found("payment", c.payment_id))?;
+    let p = k.payment(c.payment_id).ok_or_else(|| DomainError::not_found("payment", c.payment_id))?;
     amount("amount", c.amount)?;
     if k.reversal_ids.contains(&c.reversal_id) {
         return Err(DomainError::AlreadyExists { what: "reversal", id: c.reversal_id.to_string() });

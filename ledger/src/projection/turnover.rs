@@ -1,7 +1,7 @@
 //! The annual technology-contract turnover (技术合同成交额): running figures per year and
 //! breakdown cell, fed by turnover lines.
 
-use super::lines::{CellKey, TurnoverCell, TurnoverFigures, TurnoverLine};
+use super::lines::{CellKey, Output, TurnoverCell, TurnoverFigures, TurnoverLine};
 
 /// A cell: its year, its dimension, its key within the dimension.
 type Cell = (i32, &'static str, CellKey);
@@ -14,15 +14,22 @@ pub(super) struct Turnover {
 }
 
 impl Turnover {
-    /// Adds a line to its six cells; returns their new figures.
-    pub(super) fn add(&mut self, line: &TurnoverLine) -> [TurnoverCell; 6] {
+    /// Adds a line to its six cells; pushes their new figures to `outputs` (built as an array
+    /// first, they were copied twice more).
+    pub(super) fn add(&mut self, line: &TurnoverLine, outputs: &mut Vec<Output>) {
         let year = line.year();
-        line.cells().map(|(dimension, key)| {
+        for (dimension, key) in line.cells() {
             let figures = self.cells.entry((year, dimension, key)).or_default();
             figures.add(line);
             assert!(figures.contracts >= 0, "a cell never counts fewer than no contracts");
-            TurnoverCell { year, dimension, key, figures: figures.clone(), position: line.position }
-        })
+            outputs.push(Output::TurnoverCell(TurnoverCell {
+                year,
+                dimension,
+                key,
+                figures: figures.clone(),
+                position: line.position,
+            }));
+        }
     }
 
     /// The cells of `year`, ordered by dimension and key.
