@@ -54,25 +54,30 @@ pub fn split_largest_remainder(total: Money, shares: &[u32]) -> Vec<Money> {
     assert_eq!(shares.iter().sum::<u32>(), 10_000, "shares sum to 100.00 %");
     assert!(total >= Money::ZERO, "only non-negative amounts are split");
     let total_fen = i128::from(total.fen());
-    let exact: Vec<(i128, i128)> = shares
+    let exact = |bp: u32| {
+        let product = total_fen * i128::from(bp);
+        (product / 10_000, product % 10_000)
+    };
+    let mut parts: Vec<Money> = shares
         .iter()
-        .map(|&bp| {
-            let product = total_fen * i128::from(bp);
-            (product / 10_000, product % 10_000)
-        })
+        .map(|&bp| Money::from_fen(i64::try_from(exact(bp).0).expect("a part is at most the total")))
         .collect();
-    let floors: i128 = exact.iter().map(|(floor, _)| floor).sum();
+    let floors: i128 = parts.iter().map(|p| i128::from(p.fen())).sum();
     let leftover = usize::try_from(total_fen - floors).expect("leftover fen is fewer than the completers");
     assert!(leftover < shares.len().max(1), "largest remainder leaves fewer fen than completers");
-    let mut order: Vec<usize> = (0..shares.len()).collect();
-    // Largest remainder first; equal remainders keep listing order (stable sort).
-    order.sort_by(|&a, &b| exact[b].1.cmp(&exact[a].1));
-    let mut parts: Vec<i128> = exact.iter().map(|(floor, _)| *floor).collect();
-    for &i in order.iter().take(leftover) {
-        parts[i] += 1;
+    if leftover > 0 {
+        // Completer i gets a fen when fewer than `leftover` completers come before it in the
+        // order "larger remainder first, then listed earlier". (The fold splits on every
+        // counted line: this allocates only the parts and the remainders.)
+        let remainders: Vec<i128> = shares.iter().map(|&bp| exact(bp).1).collect();
+        for (i, part) in parts.iter_mut().enumerate() {
+            let r = remainders[i];
+            let ahead = remainders.iter().enumerate().filter(|&(j, &rj)| rj > r || (rj == r && j < i)).count();
+            if ahead < leftover {
+                *part += Money::from_fen(1);
+            }
+        }
     }
-    let parts: Vec<Money> =
-        parts.into_iter().map(|p| Money::from_fen(i64::try_from(p).expect("a part is at most the total"))).collect();
     assert_eq!(parts.iter().copied().sum::<Money>(), total, "the split adds up to the total");
     parts
 }

@@ -3,14 +3,15 @@
 
 use super::lines::{CellKey, Output, TurnoverCell, TurnoverFigures, TurnoverLine};
 
-/// A cell: its year, its dimension, its key within the dimension.
-type Cell = (i32, &'static str, CellKey);
+/// A cell: its year, its dimension (by its place in `TurnoverLine::cells`, which hashes and
+/// compares more cheaply than the dimension's name), its key within the dimension.
+type Cell = (i32, u8, CellKey);
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct Turnover {
     /// Hashed, not ordered: the fold touches six cells per line, and only a statement
     /// (`cells_of`) needs them in order.
-    cells: super::Map<Cell, TurnoverFigures>,
+    cells: super::Map<Cell, (&'static str, TurnoverFigures)>,
 }
 
 impl Turnover {
@@ -18,8 +19,8 @@ impl Turnover {
     /// first, they were copied twice more).
     pub(super) fn add(&mut self, line: &TurnoverLine, outputs: &mut Vec<Output>) {
         let year = line.year();
-        for (dimension, key) in line.cells() {
-            let figures = self.cells.entry((year, dimension, key)).or_default();
+        for (index, (dimension, key)) in (0u8..).zip(line.cells()) {
+            let (_, figures) = self.cells.entry((year, index, key)).or_insert((dimension, TurnoverFigures::default()));
             figures.add(line);
             assert!(figures.contracts >= 0, "a cell never counts fewer than no contracts");
             outputs.push(Output::TurnoverCell(TurnoverCell {
@@ -38,7 +39,7 @@ impl Turnover {
             .cells
             .iter()
             .filter(|((y, _, _), _)| *y == year)
-            .map(|((_, d, k), f)| (*d, k.to_string(), f.clone()))
+            .map(|((_, _, k), (d, f))| (*d, k.to_string(), f.clone()))
             .collect();
         cells.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         cells
