@@ -234,17 +234,27 @@ impl TurnoverLine {
         key
     }
 
-    /// The (dimension, key) cells this line adds to. The fold makes six cells for every
-    /// turnover line; their keys are inline ([`CellKey`]), so none allocates.
-    pub fn cells(&self) -> [(&'static str, CellKey); 6] {
+    /// The turnover's dimensions, in the order of [`TurnoverLine::cells`].
+    pub const DIMENSIONS: [&'static str; 6] = ["total", "contract_type", "seller_kind", "field", "district", "month"];
+
+    /// The keys of the cells this line adds to, one per dimension of [`Self::DIMENSIONS`].
+    /// The fold makes six cells for every turnover line; their keys are inline
+    /// ([`CellKey`]), so none allocates.
+    pub fn cell_keys(&self) -> [CellKey; 6] {
         [
-            ("total", cell_key("total")),
-            ("contract_type", cell_key(self.dims.contract_type.as_str())),
-            ("seller_kind", cell_key(self.dims.seller_kind.as_str())),
-            ("field", cell_key(self.dims.field.map_or("unclassified", |f| f.as_str()))),
-            ("district", self.dims.district),
-            ("month", self.month()),
+            cell_key("total"),
+            cell_key(self.dims.contract_type.as_str()),
+            cell_key(self.dims.seller_kind.as_str()),
+            cell_key(self.dims.field.map_or("unclassified", |f| f.as_str())),
+            self.dims.district,
+            self.month(),
         ]
+    }
+
+    /// The (dimension, key) cells this line adds to.
+    pub fn cells(&self) -> [(&'static str, CellKey); 6] {
+        let keys = self.cell_keys();
+        std::array::from_fn(|i| (Self::DIMENSIONS[i], keys[i]))
     }
 }
 

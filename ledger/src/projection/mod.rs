@@ -124,9 +124,10 @@ impl<K: std::hash::Hash + Eq, S> std::ops::Index<&K> for Folded<K, S> {
 #[derive(Debug, Clone, Default)]
 struct ContractFold {
     state: Option<Contract>,
-    /// In ledger order. The payments not in the turnover yet are exactly those before the
-    /// registration: it counts them in this order (the cap is applied in ledger order).
-    countings: Vec<(PaymentId, PaymentCounting)>,
+    /// How each of the state's `payments` counted, at the same index (both in ledger order).
+    /// The payments not in the turnover yet are exactly those before the registration: it
+    /// counts them in this order (the cap is applied in ledger order).
+    countings: Vec<PaymentCounting>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -141,8 +142,10 @@ impl Contracts {
         self.0.get_mut(key).expect("a contract is signed before the events that refer to it")
     }
 
-    fn counting(&self, contract: &ContractId, payment: &PaymentId) -> Option<&PaymentCounting> {
-        self.0.get(contract)?.countings.iter().find(|(id, _)| id == payment).map(|(_, c)| c)
+    fn counting(&self, contract: &ContractId, payment: PaymentId) -> Option<&PaymentCounting> {
+        let fold = self.0.get(contract)?;
+        let index = fold.state.as_ref()?.payments.iter().position(|p| p.id == payment)?;
+        fold.countings.get(index)
     }
 }
 
@@ -356,12 +359,15 @@ impl Projections {
                 Counting::Pending
             };
         }
-        self.contracts.entry(&e.contract_id).countings.push((e.payment_id, counting));
+        let fold = self.contracts.entry(&e.contract_id);
+        fold.countings.push(counting);
+        let payments = fold.state.as_ref().map_or(0, |c| c.payments.len());
+        assert_eq!(fold.countings.len(), payments, "a counting per payment of the contract");
     }
 
     fn on_reversal(&mut self, e: &PaymentReversed, sink: &mut Sink) {
         let counting =
-            self.contracts.counting(&e.contract_id, &e.payment_id).cloned().expect("a reversal follows its payment");
+            self.contracts.counting(&e.contract_id, e.payment_id).cloned().expect("a reversal follows its payment");
         let contract = &self.contracts[&e.contract_id];
         let (achievement, center) = (contract.achievement_id, contract.operating_center_id);
         let date = shanghai_date(e.reversed_at);
@@ -438,12 +444,9 @@ impl Projections {
         );
         // Taken out while the lines are made (they borrow the fold), put back after.
         let mut countings = std::mem::take(&mut self.contracts.entry(&contract_id).countings);
-        for (payment_id, counting) in &mut countings {
-            let payment_id = *payment_id;
-            let payment = self.contracts[&contract_id]
-                .payment(payment_id)
-                .expect("a payment before registration is the contract's");
-            let (remaining, date) = (payment.remaining(), shanghai_date(payment.settled_at));
+        for (index, counting) in countings.iter_mut().enumerate() {
+            let payment = &self.contracts[&contract_id].payments[index];
+            let (payment_id, remaining, date) = (payment.id, payment.remaining(), shanghai_date(payment.settled_at));
             assert!(!counting.turnover, "payments before registration were not in the turnover");
             if remaining.is_positive() {
                 self.turnover_line(
