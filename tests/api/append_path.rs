@@ -141,6 +141,34 @@ both_backends!(payments_and_reversals_sharing_a_batch_add_up_to_the_fen_on_their
     db.drop_db().await;
 });
 
+both_backends!(append_batches_run_on_the_stores_commit_thread_not_on_the_callers_runtime, |db| async move {
+    let store = db.store().await;
+    let ledger = Ledger::new(store.clone());
+    let threads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = threads.clone();
+    store.observe_append_batches(std::sync::Arc::new(move |_, _| {
+        seen.lock().unwrap().push(std::thread::current().name().map(str::to_owned));
+    }));
+    let contract = contract_for(&ledger, yuan(1_000)).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let ledger = ledger.clone();
+        tasks.push(tokio::spawn(async move {
+            let command = payment(contract, yuan(1), "2024-03-03T10:00:00+08:00", &format!("T-{i}"));
+            run(&ledger, &registrar(), command).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let threads = threads.lock().unwrap().clone();
+    assert!(threads.len() >= 2, "the contract's set-up and the payments were committed: {threads:?}");
+    // The callers' runtime (this test's) names its threads otherwise: a batch run there
+    // would wait in its scheduler behind the callers (BENCHMARKS.md, sixteenth stop).
+    assert!(threads.iter().all(|t| t.as_deref() == Some("techmarket-commit")), "{threads:?}");
+    db.drop_db().await;
+});
+
 both_backends!(a_role_that_may_not_record_payments_is_refused_from_the_cache_too, |db| async move {
     let store = db.store().await;
     let ledger = Ledger::new(store.clone());

@@ -105,7 +105,7 @@ impl Store {
         // A warm-up in progress folds the log without the append lock; waiting for it here,
         // outside the lock, leaves only what was appended since for `caught_up` under it.
         drop(self.policy_warm_up.lock().await);
-        let mut tx = self.begin_append().await.map_err(BatchFailure::BeforeCommit)?;
+        let mut tx = self.begin_batch().await.map_err(BatchFailure::BeforeCommit)?;
         let mut runtime = self.policy_runtime.lock().await;
         // Whatever fails after the fold has seen the batch leaves it holding events that were
         // never committed: drop it, the next append rebuilds it from the log.

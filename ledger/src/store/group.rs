@@ -8,9 +8,13 @@
 //!
 //! The batch runs in its own task, not in a caller's future, so a caller that goes away
 //! (an HTTP client hanging up) cannot abort a transaction holding its neighbours' events.
-//! That task is spawned on the runtime the store was opened on, not the caller's: actix-web
-//! gives each worker its own runtime and stops a worker once its own connections are done
-//! (graceful shutdown), which would drop a batch still holding other workers' requests.
+//! That task runs on a thread of its own (the store's *committer*, a single-threaded
+//! runtime), not on the callers' runtime: there every step of the batch (each statement's
+//! answer, each lock) waited in the scheduler's queue behind the callers' tasks while the
+//! batch held the append lock (BENCHMARKS.md, sixteenth stop). Nor on the caller's own
+//! runtime: actix-web gives each worker its own and stops a worker once its own connections
+//! are done (graceful shutdown), which would drop a batch still holding other workers'
+//! requests.
 //!
 //! When a batch of several fails *before* its commit (a database error while one request was
 //! written), its requests are tried again one by one, so the error reaches only the request
@@ -48,8 +52,30 @@ pub(crate) struct GroupCommit {
     batches: AtomicU64,
     requests: AtomicU64,
     observer: std::sync::RwLock<Option<BatchObserver>>,
-    /// Where drain tasks run: the runtime the store was opened on, when there was one.
-    home: Option<Handle>,
+    /// Where drain tasks run.
+    committer: Committer,
+}
+
+/// A thread running a single-threaded runtime for the drain tasks, until its group commit
+/// is dropped (a drain task holds the store, so none is running then).
+struct Committer {
+    handle: Handle,
+    /// Dropped with the group commit: the thread's runtime then returns and ends.
+    _stop: oneshot::Sender<()>,
+}
+
+impl Committer {
+    fn start() -> std::io::Result<Committer> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new().name("techmarket-commit".into()).spawn(move || {
+            runtime.block_on(async {
+                let _ = stopped.await;
+            });
+        })?;
+        Ok(Committer { handle, _stop: stop })
+    }
 }
 
 /// How many transactions the appends of this process took (for metrics and tests): with
@@ -61,17 +87,33 @@ pub struct GroupCommitStats {
 }
 
 impl GroupCommit {
-    /// A group commit whose drain tasks run on the current runtime (if any): call it where
-    /// the store is opened.
-    pub(crate) fn on_current_runtime() -> GroupCommit {
-        GroupCommit {
+    /// A group commit with its committer thread started.
+    pub(crate) fn start() -> std::io::Result<GroupCommit> {
+        Ok(GroupCommit {
             queue: Mutex::default(),
             draining: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             observer: std::sync::RwLock::new(None),
-            home: Handle::try_current().ok(),
-        }
+            committer: Committer::start()?,
+        })
+    }
+
+    /// A pool for the append batches' PostgreSQL connections, on the commit thread: a
+    /// connection's answers wake the thread whose runtime it was opened on, and one opened
+    /// elsewhere would wake the batch through that other runtime's scheduler. (Its upkeep
+    /// task runs on the commit thread too.) One batch runs at a time; the second connection
+    /// is for a batch starting while the last one's is being returned.
+    pub(crate) fn batch_pool(
+        &self,
+        connect: sqlx::postgres::PgConnectOptions,
+        acquire_timeout: std::time::Duration,
+    ) -> sqlx::PgPool {
+        let _on_commit_thread = self.committer.handle.enter();
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(connect)
     }
 
     fn push(&self, pending: Pending) {
@@ -112,10 +154,7 @@ impl Store {
         self.group.push(Pending { request, reply });
         if !self.group.draining.swap(true, Ordering::AcqRel) {
             let task = self.clone().drain(Draining { group: self.group.clone(), finished: false });
-            match &self.group.home {
-                Some(home) => drop(home.spawn(task)),
-                None => drop(tokio::spawn(task)),
-            }
+            drop(self.group.committer.handle.spawn(task));
         }
         answer.await.unwrap_or_else(|_| {
             Err(StoreError::Inconsistent(

@@ -144,6 +144,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot create the database directory {path}: {source}")]
     CreateDir { path: String, source: std::io::Error },
+    /// The thread that commits append batches (see `group`) could not be started.
+    #[error("cannot start the store's commit thread: {0}")]
+    CommitThread(#[source] std::io::Error),
     /// A read model disagrees with the log (a projection bug): stop rather than serve it.
     #[error("read model inconsistent with the log: {0}")]
     Inconsistent(String),
@@ -217,6 +220,9 @@ pub struct Store {
     policy_runtime: Arc<tokio::sync::Mutex<policy::PolicyRuntime>>,
     /// Appends waiting for the next shared commit.
     group: Arc<group::GroupCommit>,
+    /// PostgreSQL: the connections of the append batches, opened on the commit thread (see
+    /// `group`), so that their answers wake that thread directly.
+    batch_pool: Option<sqlx::PgPool>,
     /// Held while the policy projections are folded ahead of the first append (see
     /// `policy::Store::spawn_policy_warm_up`); appends wait for it before taking the append lock.
     policy_warm_up: Arc<tokio::sync::Mutex<()>>,
@@ -239,13 +245,16 @@ impl Store {
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
         let mut checkpointer = None;
         let mut bulk = None;
+        let mut batch_pool = None;
+        let group = group::GroupCommit::start().map_err(StoreError::CommitThread)?;
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?.application_name("techmarket");
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect)
+                .connect_with(connect.clone())
                 .await?;
+            batch_pool = Some(group.batch_pool(connect, options.acquire_timeout));
             Db::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?
@@ -276,7 +285,8 @@ impl Store {
             db,
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
             policy_runtime: Arc::new(tokio::sync::Mutex::new(policy::PolicyRuntime::default())),
-            group: Arc::new(group::GroupCommit::on_current_runtime()),
+            group: Arc::new(group),
+            batch_pool,
             policy_warm_up: Arc::default(),
             checkpointer,
             bulk,
@@ -311,14 +321,28 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(p) = &self.batch_pool {
+            p.close().await;
+        }
         with_pool!(&self.db, |p| p.close().await);
     }
 
     /// Begins a write transaction that holds the log's append lock until commit: positions
     /// and the hash chain are assigned under it, so they are gap-free in commit order.
     pub(crate) async fn begin_append(&self) -> Result<Tx, StoreError> {
+        self.begin_append_on(None).await
+    }
+
+    /// `begin_append` for an append batch: on PostgreSQL on one of the commit thread's own
+    /// connections.
+    pub(crate) async fn begin_batch(&self) -> Result<Tx, StoreError> {
+        self.begin_append_on(self.batch_pool.as_ref()).await
+    }
+
+    async fn begin_append_on(&self, batch_pool: Option<&sqlx::PgPool>) -> Result<Tx, StoreError> {
         match &self.db {
             Db::Postgres(p) => {
+                let p = batch_pool.unwrap_or(p);
                 let mut t = p.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK_KEY).execute(&mut *t).await?;
                 Ok(Tx::Postgres(t))
