@@ -331,5 +331,8 @@ fn bench_quick_prints_the_whole_table() {
     {
         assert_eq!(stdout.matches(text).count(), 2, "`{text}` once per engine:\n{stdout}");
     }
+    // Each append row says how its requests shared commits.
+    let with_batches = stdout.lines().filter(|l| l.starts_with("| 1 |") && l.contains(" batches of ")).count();
+    assert_eq!(with_batches, 6, "append rows with their batches:\n{stdout}");
     assert!(!stdout.contains("errors"), "no command failed:\n{stdout}");
 }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -181,7 +181,7 @@ struct EngineReport {
     head_lines: usize,
     /// CSV then XLSX: (half a year, the whole year).
     exports: Vec<(ExportRun, ExportRun)>,
-    appends: Vec<(usize, LoadResult)>,
+    appends: Vec<(usize, LoadResult, Batches)>,
     ceiling_rows: usize,
     ceiling_rate: f64,
     single_row_rate: f64,
@@ -189,6 +189,62 @@ struct EngineReport {
     graphql: LoadResult,
     health: LoadResult,
     notes: Vec<String>,
+}
+
+/// The append batches of a phase, as the store's batch observer saw them: how many requests
+/// shared a commit, and how long each batch held the append lock (from its `BEGIN` to its
+/// commit's return), which is what bounds the appends of many callers.
+#[derive(Debug, Default)]
+struct BatchTally {
+    batches: AtomicU64,
+    requests: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl BatchTally {
+    fn add(&self, size: usize, took: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(size as u64, Ordering::Relaxed);
+        self.micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Batches {
+        Batches {
+            batches: self.batches.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            micros: self.micros.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Batches {
+    batches: u64,
+    requests: u64,
+    micros: u64,
+}
+
+impl Batches {
+    fn since(self, before: Batches) -> Batches {
+        Batches {
+            batches: self.batches - before.batches,
+            requests: self.requests - before.requests,
+            micros: self.micros - before.micros,
+        }
+    }
+
+    fn describe(self) -> String {
+        if self.batches == 0 {
+            return "no batches".into();
+        }
+        let n = self.batches as f64;
+        format!(
+            "{} batches of {:.1} requests, each {:.2} ms from `BEGIN` to commit",
+            thousands(n),
+            self.requests as f64 / n,
+            self.micros as f64 / n / 1_000.0
+        )
+    }
 }
 
 /// One export of the completer subsidy statement.
@@ -602,15 +658,21 @@ async fn measure_engine(
         .execute(&CommandContext { actor: registrar, request_id: None, idempotency_key: None }, warm, "")
         .await
         .context("recordPayment through the ledger fails")?;
+    let tally = Arc::new(BatchTally::default());
+    let observed = tally.clone();
+    store.observe_append_batches(Arc::new(move |size, took| observed.add(size, took)));
     for &callers in &config.callers {
+        let before = tally.snapshot();
         let result = append_phase(&ledger, payable, &next, callers, config.phase, "A", settled_at).await;
+        let batches = tally.snapshot().since(before);
         eprintln!(
-            "append, {callers} callers: {:.0} events/s (errors {}) {}",
+            "append, {callers} callers: {:.0} events/s (errors {}) {}; {}",
             result.rps(),
             result.errors,
-            result.first_error.as_deref().unwrap_or("")
+            result.first_error.as_deref().unwrap_or(""),
+            batches.describe()
         );
-        report.appends.push((callers, result));
+        report.appends.push((callers, result, batches));
     }
     let after_appends = store.head().await?.map_or(0, |(p, _)| p);
     let (rows, rate, single) = ceiling_insert(&store, &url, before_appends, after_appends, config.phase).await?;
@@ -1179,8 +1241,8 @@ fn render(config: &Config, machine: &Machine, common: &Common, reports: &[Engine
             thousands(r.ceiling_rate),
             thousands(r.single_row_rate)
         );
-        let max_callers = r.appends.iter().map(|(c, _)| *c).max().unwrap_or(0);
-        for (callers, a) in &r.appends {
+        let max_callers = r.appends.iter().map(|(c, _, _)| *c).max().unwrap_or(0);
+        for (callers, a, batches) in &r.appends {
             let (target, ok) = if *callers == max_callers && *callers >= 64 {
                 ("≥ 50,000 events/s".to_owned(), met(a.rps() >= 50_000.0 && a.errors == 0).to_owned())
             } else {
@@ -1188,12 +1250,13 @@ fn render(config: &Config, machine: &Machine, common: &Common, reports: &[Engine
             };
             let _ = writeln!(
                 out,
-                "| 1 | append: single-event commands (`recordPayment`) through `Ledger::execute`, {callers} concurrent caller{} | {} events/s (p50 {:.1} ms, p99 {:.1} ms{}) | {ceiling} | {} | {target} | {ok} |",
+                "| 1 | append: single-event commands (`recordPayment`) through `Ledger::execute`, {callers} concurrent caller{} | {} events/s (p50 {:.1} ms, p99 {:.1} ms{}; {}) | {ceiling} | {} | {target} | {ok} |",
                 if *callers == 1 { "" } else { "s" },
                 thousands(a.rps()),
                 a.quantile_ms(0.5),
                 a.quantile_ms(0.99),
                 if a.errors > 0 { format!(", {} errors", a.errors) } else { String::new() },
+                batches.describe(),
                 percent(a.rps(), r.ceiling_rate),
             );
         }
@@ -1316,7 +1379,7 @@ fn render(config: &Config, machine: &Machine, common: &Common, reports: &[Engine
         let errors: Vec<String> = r
             .appends
             .iter()
-            .filter_map(|(c, a)| a.first_error.as_ref().map(|e| format!("append with {c} callers: {e}")))
+            .filter_map(|(c, a, _)| a.first_error.as_ref().map(|e| format!("append with {c} callers: {e}")))
             .chain(r.graphql.first_error.iter().map(|e| format!("GraphQL: {e}")))
             .chain(r.health.first_error.iter().map(|e| format!("/health: {e}")))
             .collect();
