@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -38,7 +38,7 @@ use ledger::ids::{ContractId, PaymentId};
 use ledger::projection::Projections;
 use ledger::reports::{AsOfRequest, LineSource};
 use ledger::service::{CommandContext, Ledger};
-use ledger::store::{Backend, Store, StoreOptions, StoredEvent};
+use ledger::store::{Backend, GroupCommitStats, Store, StoreOptions, StoredEvent};
 use ledger::{Actor, Money, Role};
 use sqlx::Connection as _;
 use tokio::io::AsyncBufReadExt;
@@ -181,7 +181,7 @@ struct EngineReport {
     head_lines: usize,
     /// CSV then XLSX: (half a year, the whole year).
     exports: Vec<(ExportRun, ExportRun)>,
-    appends: Vec<(usize, LoadResult, Batches)>,
+    appends: Vec<(usize, LoadResult, GroupCommitStats)>,
     ceiling_rows: usize,
     ceiling_rate: f64,
     single_row_rate: f64,
@@ -191,60 +191,20 @@ struct EngineReport {
     notes: Vec<String>,
 }
 
-/// The append batches of a phase, as the store's batch observer saw them: how many requests
-/// shared a commit, and how long each batch held the append lock (from its `BEGIN` to its
-/// commit's return), which is what bounds the appends of many callers.
-#[derive(Debug, Default)]
-struct BatchTally {
-    batches: AtomicU64,
-    requests: AtomicU64,
-    micros: AtomicU64,
-}
-
-impl BatchTally {
-    fn add(&self, size: usize, took: Duration) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(size as u64, Ordering::Relaxed);
-        self.micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+/// The append batches of a phase: how many requests shared a commit, and how long each
+/// batch held the append lock (from its `BEGIN` to its commit's return), which is what bounds
+/// the appends of many callers.
+fn describe_batches(batches: GroupCommitStats) -> String {
+    if batches.batches == 0 {
+        return "no batches".into();
     }
-
-    fn snapshot(&self) -> Batches {
-        Batches {
-            batches: self.batches.load(Ordering::Relaxed),
-            requests: self.requests.load(Ordering::Relaxed),
-            micros: self.micros.load(Ordering::Relaxed),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Batches {
-    batches: u64,
-    requests: u64,
-    micros: u64,
-}
-
-impl Batches {
-    fn since(self, before: Batches) -> Batches {
-        Batches {
-            batches: self.batches - before.batches,
-            requests: self.requests - before.requests,
-            micros: self.micros - before.micros,
-        }
-    }
-
-    fn describe(self) -> String {
-        if self.batches == 0 {
-            return "no batches".into();
-        }
-        let n = self.batches as f64;
-        format!(
-            "{} batches of {:.1} requests, each {:.2} ms from `BEGIN` to commit",
-            thousands(n),
-            self.requests as f64 / n,
-            self.micros as f64 / n / 1_000.0
-        )
-    }
+    let n = batches.batches as f64;
+    format!(
+        "{} batches of {:.1} requests, each {:.2} ms from `BEGIN` to commit",
+        thousands(n),
+        batches.requests as f64 / n,
+        batches.held.as_secs_f64() * 1_000.0 / n
+    )
 }
 
 /// One export of the completer subsidy statement.
@@ -658,19 +618,16 @@ async fn measure_engine(
         .execute(&CommandContext { actor: registrar, request_id: None, idempotency_key: None }, warm, "")
         .await
         .context("recordPayment through the ledger fails")?;
-    let tally = Arc::new(BatchTally::default());
-    let observed = tally.clone();
-    store.observe_append_batches(Arc::new(move |size, took| observed.add(size, took)));
     for &callers in &config.callers {
-        let before = tally.snapshot();
+        let before = store.group_commit_stats();
         let result = append_phase(&ledger, payable, &next, callers, config.phase, "A", settled_at).await;
-        let batches = tally.snapshot().since(before);
+        let batches = store.group_commit_stats().since(before);
         eprintln!(
             "append, {callers} callers: {:.0} events/s (errors {}) {}; {}",
             result.rps(),
             result.errors,
             result.first_error.as_deref().unwrap_or(""),
-            batches.describe()
+            describe_batches(batches)
         );
         report.appends.push((callers, result, batches));
     }
@@ -1256,7 +1213,7 @@ fn render(config: &Config, machine: &Machine, common: &Common, reports: &[Engine
                 a.quantile_ms(0.5),
                 a.quantile_ms(0.99),
                 if a.errors > 0 { format!(", {} errors", a.errors) } else { String::new() },
-                batches.describe(),
+                describe_batches(*batches),
                 percent(a.rps(), r.ceiling_rate),
             );
         }

@@ -51,6 +51,7 @@ pub(crate) struct GroupCommit {
     draining: AtomicBool,
     batches: AtomicU64,
     requests: AtomicU64,
+    held_micros: AtomicU64,
     observer: std::sync::RwLock<Option<BatchObserver>>,
     /// Where drain tasks run.
     committer: Committer,
@@ -78,12 +79,26 @@ impl Committer {
     }
 }
 
-/// How many transactions the appends of this process took (for metrics and tests): with
-/// concurrent callers, fewer batches than requests.
+/// How many transactions the appends of this process took (for metrics, tests and the
+/// benchmark): with concurrent callers, fewer batches than requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupCommitStats {
     pub batches: u64,
     pub requests: u64,
+    /// The batches' time from their `BEGIN` to their commit's return (or failure), summed:
+    /// how long they held the append lock.
+    pub held: std::time::Duration,
+}
+
+impl GroupCommitStats {
+    /// What happened between `earlier` and these figures.
+    pub fn since(self, earlier: GroupCommitStats) -> GroupCommitStats {
+        GroupCommitStats {
+            batches: self.batches - earlier.batches,
+            requests: self.requests - earlier.requests,
+            held: self.held - earlier.held,
+        }
+    }
 }
 
 impl GroupCommit {
@@ -94,6 +109,7 @@ impl GroupCommit {
             draining: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            held_micros: AtomicU64::new(0),
             observer: std::sync::RwLock::new(None),
             committer: Committer::start()?,
         })
@@ -140,6 +156,7 @@ impl Store {
         GroupCommitStats {
             batches: self.group.batches.load(Ordering::Relaxed),
             requests: self.group.requests.load(Ordering::Relaxed),
+            held: std::time::Duration::from_micros(self.group.held_micros.load(Ordering::Relaxed)),
         }
     }
 
@@ -189,6 +206,7 @@ impl Store {
         let started = std::time::Instant::now();
         let outcome = self.append_batch_inner(&requests).await;
         let took = started.elapsed();
+        self.group.held_micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
         tracing::debug!(size, micros = took.as_micros() as u64, ok = outcome.is_ok(), "append batch");
         let observer = self.group.observer.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         if let Some(observe) = observer {
