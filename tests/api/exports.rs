@@ -729,6 +729,11 @@ async fn add_synthetic_year(app: &TestApp, year: i32, first_seq: i64, lines: i64
     app.db.execute_raw("ANALYZE").await.expect("analyze");
 }
 
+/// How much more an export of 300,000 rows may peak at than one of 100,000 (kB).
+const PEAK_GROWTH_KB: u64 = 24 * 1024;
+/// Measurements of each size before growth beyond `PEAK_GROWTH_KB` fails the test.
+const PEAK_ATTEMPTS: u32 = 3;
+
 /// Runs `techmarket export` and reads its peak resident set size (VmHWM, kB) from
 /// /proc/<pid>/status while it runs; returns (peak kB, seconds).
 fn measure(binary: &PathBuf, database_url: &str, args: &[&str]) -> (u64, f64) {
@@ -763,59 +768,76 @@ both_backends!(a_year_of_more_than_100000_rows_exports_in_bounded_memory, |db| a
     let app = spawn_app(db).await;
     let admin = app.admin();
     app.mutate(&admin, "registerOrganisation", json!({ "name": "重庆大学", "kind": "UNIVERSITY", "creditCode": "12500000450403271P", "divisionCode": "500106" })).await;
-    // 2031: 50,000 lines = 100,000 line rows (+ 100,000 completer rows); 2032: twice that.
+    // 2031: 50,000 lines = 100,000 line rows (+ 100,000 completer rows); 2032: three times that.
     add_synthetic_year(&app, 2031, 1, 50_000).await;
-    add_synthetic_year(&app, 2032, 100_001, 100_000).await;
+    add_synthetic_year(&app, 2032, 100_001, 150_000).await;
     let binary = techmarket();
     let dir = std::env::temp_dir().join(format!("techmarket-export-{}", Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut peaks = Vec::new();
     for format in ["csv", "xlsx"] {
-        for (year, rows) in [("2031", 100_000), ("2032", 200_000)] {
-            let output = dir.join(format!("{year}.{format}"));
-            let args = ["completer-subsidy", "--year", year, "--format", format, "-o", output.to_str().unwrap()];
-            let (peak_kb, seconds) = measure(&binary, &app.db.url, &args);
-            println!(
-                "{} {format}: {rows} line rows + {rows} completer rows: peak RSS {peak_kb} kB, {seconds:.1} s, {} bytes",
-                app.db.backend.as_str(),
-                std::fs::metadata(&output).unwrap().len()
-            );
-            peaks.push((format, rows, peak_kb));
-            if rows == 100_000 {
-                // The file is right, too: 100,000 rows whose totals are their sums.
-                let bytes = std::fs::read(&output).unwrap();
-                let file = if format == "csv" { read_csv(&bytes) } else { read_xlsx(&bytes) };
-                let lines = file.section("明细");
-                assert_eq!(lines.rows.len(), 100_000);
-                assert_totals_are_sums(lines, &["到账额（元）", "成果补贴额（元）", "完成人补贴额（元）"], format);
-                assert_eq!(lines.total("成果补贴额（元）"), lines.total("完成人补贴额（元）"));
-                assert_eq!(file.section("完成人汇总").rows.len(), 100_000);
-                assert_eq!(file.summary("补贴额合计（元）"), lines.total("成果补贴额（元）"));
-                if format == "csv" {
-                    let finance = app.token(Role::Finance, None, None);
-                    let gql = app
-                        .gql(
-                            Some(&finance),
-                            "{ completerSubsidyStatement(year: 2031) { totals { received subsidy lines } } }",
-                            json!({}),
-                        )
-                        .await;
-                    let totals = &gql.data()["completerSubsidyStatement"]["totals"];
-                    assert_eq!(lines.total("到账额（元）"), totals["received"]);
-                    assert_eq!(lines.total("成果补贴额（元）"), totals["subsidy"]);
-                    assert_eq!(file.summary("补贴明细条数"), text(&totals["lines"]));
+        // Each size's lowest peak over the attempts so far: (100,000 rows, 300,000 rows).
+        let (mut small, mut large) = (u64::MAX, u64::MAX);
+        for attempt in 1..=PEAK_ATTEMPTS {
+            for (year, rows) in [("2031", 100_000), ("2032", 300_000)] {
+                let output = dir.join(format!("{year}.{format}"));
+                let args = ["completer-subsidy", "--year", year, "--format", format, "-o", output.to_str().unwrap()];
+                let (peak_kb, seconds) = measure(&binary, &app.db.url, &args);
+                println!(
+                    "{} {format} (attempt {attempt}): {rows} line rows + {rows} completer rows: peak RSS {peak_kb} kB, \
+                     {seconds:.1} s, {} bytes",
+                    app.db.backend.as_str(),
+                    std::fs::metadata(&output).unwrap().len()
+                );
+                if rows == 100_000 {
+                    small = small.min(peak_kb);
+                } else {
+                    large = large.min(peak_kb);
+                }
+                if rows == 100_000 && attempt == 1 {
+                    // The file is right, too: 100,000 rows whose totals are their sums.
+                    let bytes = std::fs::read(&output).unwrap();
+                    let file = if format == "csv" { read_csv(&bytes) } else { read_xlsx(&bytes) };
+                    let lines = file.section("明细");
+                    assert_eq!(lines.rows.len(), 100_000);
+                    assert_totals_are_sums(lines, &["到账额（元）", "成果补贴额（元）", "完成人补贴额（元）"], format);
+                    assert_eq!(lines.total("成果补贴额（元）"), lines.total("完成人补贴额（元）"));
+                    assert_eq!(file.section("完成人汇总").rows.len(), 100_000);
+                    assert_eq!(file.summary("补贴额合计（元）"), lines.total("成果补贴额（元）"));
+                    if format == "csv" {
+                        let finance = app.token(Role::Finance, None, None);
+                        let gql = app
+                            .gql(
+                                Some(&finance),
+                                "{ completerSubsidyStatement(year: 2031) { totals { received subsidy lines } } }",
+                                json!({}),
+                            )
+                            .await;
+                        let totals = &gql.data()["completerSubsidyStatement"]["totals"];
+                        assert_eq!(lines.total("到账额（元）"), totals["received"]);
+                        assert_eq!(lines.total("成果补贴额（元）"), totals["subsidy"]);
+                        assert_eq!(file.summary("补贴明细条数"), text(&totals["lines"]));
+                    }
                 }
             }
+            if large <= small + PEAK_GROWTH_KB {
+                break;
+            }
         }
-    }
-    for pair in peaks.chunks(2) {
-        let [(format, _, small), (_, _, large)] = pair else { unreachable!() };
-        // Flat: another 100,000 rows (and 100,000 summary rows) may not cost 16 MiB more. Their
-        // text alone is 23 MB (the CSV file grows by that), so a writer or reader holding its
-        // rows would need more than that; what is seen is 2 to 10 MiB of allocator and
-        // database-driver noise that varies with scheduling on a busy machine.
-        assert!(*large <= *small + 16 * 1024, "{format}: peak RSS {small} kB for 100,000 rows, {large} kB for 200,000");
-        assert!(*large < 150 * 1024, "{format}: peak RSS {large} kB stays small");
+        // Flat: another 200,000 rows (and 200,000 summary rows) may not cost 24 MiB more. Their
+        // text alone is 46 MB (the CSV file grows by that), so a writer or reader holding its
+        // rows would need more than that, in every attempt. Within one export the heap swings
+        // with the pages in flight between the reads, the channel and the writer (2,000 lines
+        // each; how many are queued at once depends on scheduling): 47 to 69 MB in one
+        // measured run of 200,000 rows. A longer export meets its worst moment more often:
+        // once (CI, stop 23) 100,000 more rows peaked 16.9 MiB higher. Hence three times the
+        // rows against a margin of 24 MiB, and a pair whose peaks differ by more is measured
+        // again, each size keeping its lowest peak. (Checked: an export that holds the CSV's
+        // bytes until the end fails this in all three attempts.)
+        assert!(
+            large <= small + PEAK_GROWTH_KB,
+            "{format}: lowest peak RSS over {PEAK_ATTEMPTS} attempts {small} kB for 100,000 rows, {large} kB for 300,000"
+        );
+        assert!(large < 150 * 1024, "{format}: peak RSS {large} kB stays small");
     }
     let _ = std::fs::remove_dir_all(&dir);
     app.db.drop_db().await;
