@@ -186,7 +186,8 @@ impl Batch {
                 values_list(chunk.len(), 1, numbered)
             );
             let found: Vec<(String, Option<i64>)> = with_conn!(tx, |c| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false);
+                let mut query =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() <= super::rows::PREPARED_ROWS_MAX);
                 for s in chunk {
                     query = query.bind(*s);
                 }
@@ -210,7 +211,8 @@ impl Batch {
                 values_list(chunk.len(), 2, numbered)
             );
             let found: Vec<(String, String, String, String)> = with_conn!(tx, |c| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false);
+                let mut query =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() <= super::rows::PREPARED_ROWS_MAX);
                 for (scope, key) in chunk {
                     query = query.bind(*scope).bind(*key);
                 }
