@@ -343,8 +343,10 @@ impl Store {
         match &self.db {
             Db::Postgres(p) => {
                 let p = batch_pool.unwrap_or(p);
-                let mut t = p.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK_KEY).execute(&mut *t).await?;
+                // `BEGIN` and the lock in one simple query: one round trip to the server, not two,
+                // for every batch (the key is our constant, not input).
+                let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})");
+                let t = p.begin_with(sqlx::AssertSqlSafe(begin)).await?;
                 Ok(Tx::Postgres(t))
             }
             Db::Sqlite(p) => {
