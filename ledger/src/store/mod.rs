@@ -235,6 +235,10 @@ pub struct Store {
 
 /// Advisory-lock key that serialises appends on PostgreSQL (any constant unique to us).
 const APPEND_LOCK_KEY: i64 = 0x7465_6368_6d6b_7401; // "techmkt\x01"
+/// `BEGIN` and the append lock as one simple query: one round trip to the server per batch,
+/// not two (the key is our constant, not input).
+static BEGIN_APPEND: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})"));
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -343,10 +347,7 @@ impl Store {
         match &self.db {
             Db::Postgres(p) => {
                 let p = batch_pool.unwrap_or(p);
-                // `BEGIN` and the lock in one simple query: one round trip to the server, not two,
-                // for every batch (the key is our constant, not input).
-                let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})");
-                let t = p.begin_with(sqlx::AssertSqlSafe(begin)).await?;
+                let t = p.begin_with(sqlx::AssertSqlSafe(BEGIN_APPEND.as_str())).await?;
                 Ok(Tx::Postgres(t))
             }
             Db::Sqlite(p) => {

@@ -20,8 +20,8 @@ const PARAMETERS_MAX: usize = 30_000;
 /// Statements of at most this many rows are kept prepared on their connection; longer ones
 /// are parsed and planned each time. The text changes with the row count, so keeping every
 /// one would fill the connection's statement cache (100 statements) with texts used once.
-/// A lone command writes one to six rows per table, and parsing and planning its seven or
-/// so statements again took PostgreSQL 0.03-0.1 ms each.
+/// A lone command writes one to six rows per table; planning alone took PostgreSQL 0.03-0.1 ms
+/// for each of its seven or so statements (warm, `EXPLAIN (ANALYZE, SUMMARY)`).
 pub(super) const PREPARED_ROWS_MAX: usize = 8;
 
 /// A value to bind, whatever its SQL type.
