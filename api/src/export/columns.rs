@@ -2,7 +2,7 @@
 //! columns with Chinese and English headers, and the cells. The writers (`csv.rs`,
 //! `xlsx.rs`) know nothing of statements, and the producers (`produce.rs`) nothing of formats.
 
-use chrono::{DateTime, FixedOffset, NaiveDate};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
 use ledger::Money;
 
 /// The language of headers and labels.
@@ -118,15 +118,30 @@ impl Cell {
 
     /// The cell as a CSV field (and as the text a reader compares).
     pub fn to_field(&self) -> String {
-        match self {
-            Cell::Empty => String::new(),
-            Cell::Text(s) => s.clone(),
-            Cell::Integer(n) => n.to_string(),
-            Cell::Money(m) => m.to_string(),
-            Cell::Date(d) => d.format("%Y-%m-%d").to_string(),
-            Cell::Percent(bp) => format!("{}.{:02}", bp / 100, bp % 100),
-            Cell::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
-        }
+        let mut field = String::new();
+        self.write_field(&mut field);
+        field
+    }
+
+    /// Appends [`to_field`](Self::to_field)'s text to `out`: the CSV writer formats every
+    /// cell of a million-line export into one buffer instead of a new string each.
+    pub fn write_field(&self, out: &mut String) {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
+        let _ = match self {
+            Cell::Empty => Ok(()),
+            Cell::Text(s) => out.write_str(s),
+            Cell::Integer(n) => write!(out, "{n}"),
+            Cell::Money(m) => write!(out, "{m}"),
+            // The format chrono's `%Y-%m-%d` prints for these years, without parsing that
+            // pattern again for every line's date.
+            Cell::Date(d) if (0..=9999).contains(&d.year()) => {
+                write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+            }
+            Cell::Date(d) => write!(out, "{}", d.format("%Y-%m-%d")),
+            Cell::Percent(bp) => write!(out, "{}.{:02}", bp / 100, bp % 100),
+            Cell::Timestamp(t) => write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S")),
+        };
     }
 
     /// The value a totals row adds up: fen for money, the number for integers.

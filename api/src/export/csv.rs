@@ -23,6 +23,8 @@ pub(crate) struct CsvSink<W: Write> {
     out: Option<csv::Writer<W>>,
     lang: Lang,
     open: Option<OpenSection>,
+    /// Where each non-text cell of a row is formatted before it is written.
+    scratch: String,
 }
 
 /// A text a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a
@@ -38,10 +40,25 @@ fn field(cell: &Cell) -> String {
     }
 }
 
+/// Writes `cells` as one record, each field formatted into `scratch` (no string per cell).
+fn write_cells<W: Write>(out: &mut csv::Writer<W>, cells: &[Cell], scratch: &mut String) -> csv::Result<()> {
+    for cell in cells {
+        match cell {
+            Cell::Text(s) => out.write_field(defused(s).as_bytes())?,
+            other => {
+                scratch.clear();
+                other.write_field(scratch);
+                out.write_field(scratch.as_bytes())?;
+            }
+        }
+    }
+    out.write_record(None::<&[u8]>)
+}
+
 impl<W: Write> CsvSink<W> {
     pub(crate) fn new(mut out: W, lang: Lang) -> Result<CsvSink<W>, ExportError> {
         out.write_all(BYTE_ORDER_MARK.as_bytes())?;
-        Ok(CsvSink { out: Some(Self::writer(out)), lang, open: None })
+        Ok(CsvSink { out: Some(Self::writer(out)), lang, open: None, scratch: String::new() })
     }
 
     fn writer(out: W) -> csv::Writer<W> {
@@ -113,7 +130,8 @@ impl<W: Write + Send> Sink for CsvSink<W> {
                 *sum += cell.summand().unwrap_or(0);
             }
         }
-        self.out().write_record(cells.iter().map(field))?;
+        let out = self.out.as_mut().expect("the csv writer is in place");
+        write_cells(out, cells, &mut self.scratch)?;
         Ok(())
     }
 
@@ -127,5 +145,56 @@ impl<W: Write + Send> Sink for CsvSink<W> {
         }
         self.out().flush()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{FixedOffset, NaiveDate, TimeZone};
+
+    use super::*;
+
+    fn written(write: impl FnOnce(&mut csv::Writer<Vec<u8>>)) -> String {
+        let mut out = CsvSink::writer(Vec::new());
+        write(&mut out);
+        String::from_utf8(out.into_inner().expect("flushed")).expect("UTF-8")
+    }
+
+    #[test]
+    fn a_row_written_cell_by_cell_is_the_record_of_its_fields() {
+        let date = |y| Cell::Date(NaiveDate::from_ymd_opt(y, 4, 1).expect("a date"));
+        let at = FixedOffset::east_opt(8 * 3600).expect("UTC+8").with_ymd_and_hms(2024, 12, 31, 23, 59, 58).unwrap();
+        let rows = [
+            vec![
+                Cell::Integer(-7),
+                Cell::text("=SUM(A1)"),
+                Cell::text("a,\"b\"\r\nc"),
+                Cell::Empty,
+                Cell::Money(Money::from_fen(-5)),
+                Cell::Money(Money::from_fen(123_456_789)),
+                date(2024),
+                date(999),
+                date(12_345),
+                Cell::Percent(3333),
+                Cell::Timestamp(at),
+                Cell::text("重庆"),
+            ],
+            vec![Cell::Empty],
+            vec![],
+        ];
+        for cells in rows {
+            let mut scratch = String::from("left over");
+            let by_cell = written(|out| write_cells(out, &cells, &mut scratch).expect("written"));
+            let by_record = written(|out| out.write_record(cells.iter().map(field)).expect("written"));
+            assert_eq!(by_cell, by_record, "{cells:?}");
+        }
+    }
+
+    #[test]
+    fn dates_print_as_chrono_prints_them() {
+        for year in [1, 999, 2024, 9999, 10_000, 262_000] {
+            let day = NaiveDate::from_ymd_opt(year, 12, 31).expect("a date");
+            assert_eq!(Cell::Date(day).to_field(), day.format("%Y-%m-%d").to_string(), "{year}");
+        }
     }
 }

@@ -109,16 +109,21 @@ fn excel_date(date: chrono::NaiveDate) -> Result<ExcelDateTime, XlsxError> {
 }
 
 /// The width a cell takes on screen, in characters.
+/// How many digits `n` has in decimal (without formatting it: two cells of every row ask).
+fn decimal_digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
 fn cell_width(cell: &Cell) -> usize {
     match cell {
         Cell::Empty => 0,
         Cell::Text(s) => display_width(s),
         // "¥" + digits with thousands separators + ".00" + a sign.
         Cell::Money(m) => {
-            let digits = m.fen().unsigned_abs().to_string().len().max(3);
+            let digits = decimal_digits(m.fen().unsigned_abs()).max(3);
             digits + (digits - 3) / 3 + 3
         }
-        Cell::Integer(n) => n.to_string().len(),
+        Cell::Integer(n) => decimal_digits(n.unsigned_abs()) + usize::from(*n < 0),
         Cell::Date(_) => 10,
         Cell::Percent(_) => 6,
         Cell::Timestamp(_) => 19,
@@ -422,6 +427,16 @@ mod tests {
 
     use super::super::columns::SUBSIDY_COMPLETERS;
     use super::*;
+
+    #[test]
+    fn decimal_digits_are_the_length_of_the_number_written_out() {
+        for n in [0, 1, 9, 10, 99, 100, 999_999, 1_000_000, u64::MAX] {
+            assert_eq!(decimal_digits(n), n.to_string().len(), "{n}");
+        }
+        for n in [0, -1, 42, -100_000, i64::MIN, i64::MAX] {
+            assert_eq!(cell_width(&Cell::Integer(n)), n.to_string().len(), "{n}");
+        }
+    }
 
     fn completer_row(n: i64) -> Vec<Cell> {
         vec![
