@@ -33,15 +33,17 @@ fn defused(text: &str) -> std::borrow::Cow<'_, str> {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}").into() } else { text.into() }
 }
 
-fn field(cell: &Cell) -> String {
-    match cell {
-        Cell::Text(s) => defused(s).into_owned(),
-        other => other.to_field(),
+/// Writes `label` (if any) and `cells` as one record, each cell formatted into `scratch`
+/// (no string per cell).
+fn write_cells<W: Write>(
+    out: &mut csv::Writer<W>,
+    label: Option<&str>,
+    cells: &[Cell],
+    scratch: &mut String,
+) -> csv::Result<()> {
+    if let Some(label) = label {
+        out.write_field(defused(label).as_bytes())?;
     }
-}
-
-/// Writes `cells` as one record, each field formatted into `scratch` (no string per cell).
-fn write_cells<W: Write>(out: &mut csv::Writer<W>, cells: &[Cell], scratch: &mut String) -> csv::Result<()> {
     for cell in cells {
         match cell {
             Cell::Text(s) => out.write_field(defused(s).as_bytes())?,
@@ -73,6 +75,13 @@ impl<W: Write> CsvSink<W> {
         self.out.as_mut().expect("the csv writer is in place")
     }
 
+    /// One record: `label` (if any), then `cells`.
+    fn record(&mut self, label: Option<&str>, cells: &[Cell]) -> Result<(), ExportError> {
+        let out = self.out.as_mut().expect("the csv writer is in place");
+        write_cells(out, label, cells, &mut self.scratch)?;
+        Ok(())
+    }
+
     /// An empty line between blocks (the csv writer would write `""` for an empty record).
     fn blank_line(&mut self) -> Result<(), ExportError> {
         let writer = self.out.take().expect("the csv writer is in place");
@@ -83,9 +92,7 @@ impl<W: Write> CsvSink<W> {
     }
 
     fn meta(&mut self, row: &MetaRow) -> Result<(), ExportError> {
-        let fields = std::iter::once(defused(&row.label).into_owned()).chain(row.values.iter().map(field));
-        self.out().write_record(fields)?;
-        Ok(())
+        self.record(Some(&row.label), &row.values)
     }
 
     /// Writes the open section's totals line.
@@ -130,9 +137,7 @@ impl<W: Write + Send> Sink for CsvSink<W> {
                 *sum += cell.summand().unwrap_or(0);
             }
         }
-        let out = self.out.as_mut().expect("the csv writer is in place");
-        write_cells(out, cells, &mut self.scratch)?;
-        Ok(())
+        self.record(None, cells)
     }
 
     fn finish(&mut self, summary: &[MetaRow]) -> Result<(), ExportError> {
@@ -153,6 +158,14 @@ mod tests {
     use chrono::{FixedOffset, NaiveDate, TimeZone};
 
     use super::*;
+
+    /// The field each cell was written as before `write_cells`: a string of its own.
+    fn field(cell: &Cell) -> String {
+        match cell {
+            Cell::Text(s) => defused(s).into_owned(),
+            other => other.to_field(),
+        }
+    }
 
     fn written(write: impl FnOnce(&mut csv::Writer<Vec<u8>>)) -> String {
         let mut out = CsvSink::writer(Vec::new());
@@ -184,9 +197,14 @@ mod tests {
         ];
         for cells in rows {
             let mut scratch = String::from("left over");
-            let by_cell = written(|out| write_cells(out, &cells, &mut scratch).expect("written"));
+            let by_cell = written(|out| write_cells(out, None, &cells, &mut scratch).expect("written"));
             let by_record = written(|out| out.write_record(cells.iter().map(field)).expect("written"));
             assert_eq!(by_cell, by_record, "{cells:?}");
+            let labelled = written(|out| write_cells(out, Some("-label"), &cells, &mut scratch).expect("written"));
+            let by_record = written(|out| {
+                out.write_record(std::iter::once("'-label".to_owned()).chain(cells.iter().map(field))).expect("written")
+            });
+            assert_eq!(labelled, by_record, "{cells:?}");
         }
     }
 

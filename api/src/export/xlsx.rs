@@ -108,12 +108,12 @@ fn excel_date(date: chrono::NaiveDate) -> Result<ExcelDateTime, XlsxError> {
     ExcelDateTime::from_ymd(date.year() as u16, date.month() as u8, date.day() as u8)
 }
 
-/// The width a cell takes on screen, in characters.
 /// How many digits `n` has in decimal (without formatting it: two cells of every row ask).
 fn decimal_digits(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
+/// The width a cell takes on screen, in characters.
 fn cell_width(cell: &Cell) -> usize {
     match cell {
         Cell::Empty => 0,
