@@ -595,6 +595,41 @@ both_backends!(a_rebuild_in_many_pages_with_updates_held_across_them_equals_the_
     db.drop_db().await;
 });
 
+// A rebuild on PostgreSQL writes its plain INSERTs with `COPY ... FROM STDIN` in text form,
+// where a tab ends a column, a line break a row and a backslash starts an escape.
+both_backends!(a_rebuild_keeps_text_with_tabs_line_breaks_and_backslashes_as_written, |db| async move {
+    let store = db.store().await;
+    let ledger = Ledger::new(store.clone());
+    let owner = register_university(&ledger, "500106").await;
+    let title = "镁合金\\制备\t技术 \\N";
+    let description = "第一行\n\t缩进 \\ 反斜杠 \\N \\t 'q' \"d\"\n\n末行";
+    let achievement = AchievementId::new_v7();
+    run(
+        &ledger,
+        &ctx(actor(Role::ResearchInstitution, Some(owner))),
+        Command::ListAchievement(ListAchievement {
+            achievement_id: achievement,
+            owner_id: owner,
+            details: ledger::event::AchievementDetails {
+                title: title.into(),
+                field: TechField::NewMaterials,
+                description: description.into(),
+                patent_numbers: vec![],
+                maturity: 6,
+                asking_price: None,
+                transfer_modes: vec![TransferMode::Transfer],
+                completers: completers(&["60", "40"]),
+            },
+        }),
+    )
+    .await
+    .expect("list an achievement");
+    assert_rebuild_equals_live(&store).await;
+    let rebuilt = store.achievement(&achievement.to_string()).await.unwrap().expect("the rebuilt row");
+    assert_eq!((rebuilt.title.as_str(), rebuilt.description.as_str()), (title, description));
+    db.drop_db().await;
+});
+
 both_backends!(a_rebuild_that_fails_halfway_leaves_the_read_models_as_they_were, |db| async move {
     let store = db.store().await;
     let ledger = Ledger::new(store.clone());

@@ -10,6 +10,7 @@
 mod append;
 mod bulk;
 mod checkpoint;
+mod copy_in;
 mod group;
 pub use group::{BATCH_REQUESTS_MAX, BatchObserver, GroupCommitStats};
 mod import;

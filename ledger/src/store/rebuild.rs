@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::copy_in::CopyBuffer;
 use super::policy::PgReader;
 use super::read::Which;
 use super::rows::{Rows, Sink, SqliteSink, blocking};
@@ -82,8 +83,11 @@ impl Store {
         let mut projections = Projections::new();
         let read_ahead =
             matches!(self.db, super::Db::Postgres(_)).then(|| ReadAhead::new(self.clone(), PgReader::OwnConnection));
-        let mut target = TxRebuild { tx, read_ahead };
+        let mut target = TxRebuild { tx, read_ahead, copies: CopyBuffer::default() };
         let replayed = rebuild_in(&mut target, options, &mut projections, &mut progress).await?;
+        if let Tx::Postgres(tx) = &mut target.tx {
+            target.copies.flush(tx).await?;
+        }
         target.tx.commit().await?;
         let head_position = projections.position();
         runtime.state = Some(projections);
@@ -203,6 +207,8 @@ struct TxRebuild {
     /// PostgreSQL: the log read ahead, on a connection of its own, and decoded on a blocking
     /// thread while the transaction writes the pages before.
     read_ahead: Option<ReadAhead>,
+    /// PostgreSQL: rows of plain INSERTs not yet sent.
+    copies: CopyBuffer,
 }
 
 /// The log read and decoded ahead of the rebuild by [`Store::decoded_pages`], from the first
@@ -232,7 +238,18 @@ impl ReadAhead {
 }
 
 impl Sink for TxRebuild {
+    /// On PostgreSQL a plain INSERT's rows are held for a `COPY` (see `copy_in`); any other
+    /// statement is sent after what is held for its table, which it may update.
     async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError> {
+        if let Tx::Postgres(tx) = &mut self.tx {
+            if let Some(taken) = self.copies.take(rows) {
+                if self.copies.is_full() {
+                    self.copies.flush(tx).await?;
+                }
+                return Ok(taken);
+            }
+            self.copies.flush_for(tx, rows).await?;
+        }
         self.tx.write_rows(rows).await
     }
 }

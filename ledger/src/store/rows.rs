@@ -126,6 +126,25 @@ impl Rows {
         self.values.len() / self.columns
     }
 
+    /// The text before and after the list of rows on PostgreSQL.
+    pub(super) fn postgres_statement(&self) -> (&str, &str) {
+        self.postgres.unwrap_or((&self.head, &self.tail))
+    }
+
+    pub(super) fn columns(&self) -> usize {
+        self.columns
+    }
+
+    /// The values collected, row after row.
+    pub(super) fn values(&self) -> &[Value] {
+        &self.values
+    }
+
+    /// Forgets the rows collected (they were written another way).
+    pub(super) fn clear(&mut self) {
+        self.values.clear();
+    }
+
     pub(super) fn push(&mut self, row: Vec<Value>) {
         assert_eq!(row.len(), self.columns, "{}: a row of {} values", self.head, row.len());
         self.values.extend(row);

@@ -1,0 +1,357 @@
+//! A rebuild's plain INSERTs on PostgreSQL as `COPY ... FROM STDIN`: rows go to the server
+//! as text lines, which it parses column by column, instead of multi-row statements whose
+//! thousands of parameters it parses, plans and binds.
+//!
+//! The rows of several pages are held and sent in one `COPY` per table: sqlx 0.9.0 leaves
+//! Nagle's algorithm on for TCP (sqlx issue 4335, fixed after that release), so the short
+//! `CopyDone` message that ends each `COPY` waits for the server's delayed acknowledgement of
+//! the data before it. Over TCP a `COPY` per table and page made the benchmark's rebuild
+//! slower than the statements (47 s against 32 s), over a Unix socket faster (18-19 s
+//! against 27-29 s).
+//!
+//! The text format (PostgreSQL manual, "COPY", "Text Format"): one line per row, columns
+//! separated by a tab, `\N` for NULL; a backslash, newline, carriage return or tab inside a
+//! value is written `\\`, `\n`, `\r`, `\t`. Each value is written as PostgreSQL reads back
+//! what sqlx binds for it on the statement path: a rebuild must give the same rows whichever
+//! way they were written (the rebuild-equals-live tests compare them).
+
+use std::io::Write as _;
+
+use chrono::{DateTime, Datelike as _, NaiveDate, TimeDelta, Utc};
+
+use super::StoreError;
+use super::rows::{Rows, Value};
+
+/// Text held before it is sent: about a tenth of the benchmark's default year.
+const HELD_BYTES_MAX: usize = 16 << 20;
+/// A table whose held rows a statement needs while they are fewer than this (the matches,
+/// whose statuses are updated page by page) gets its inserts as statements from then on: a
+/// `COPY` of a page's few rows would wait for the acknowledgement longer than it saves.
+const COPY_ROWS_MIN: u64 = 1_000;
+
+/// Rows of plain INSERTs held as `COPY` text, per table in the order first written.
+#[derive(Default)]
+pub(super) struct CopyBuffer {
+    tables: Vec<Held>,
+    bytes: usize,
+}
+
+struct Held {
+    table: String,
+    statement: String,
+    text: Vec<u8>,
+    rows: u64,
+    /// See [`COPY_ROWS_MIN`].
+    by_statements: bool,
+}
+
+impl CopyBuffer {
+    /// Takes the rows of a plain INSERT and forgets them in `rows`; returns how many it took.
+    /// `None` (the rows untouched) for any other statement, for a table that goes by
+    /// statements (see [`COPY_ROWS_MIN`]), or when a value is one the text here does not
+    /// cover (a date outside the years 1-9999): those go as statements, after
+    /// [`flush_for`](Self::flush_for).
+    pub(super) fn take(&mut self, rows: &mut Rows) -> Option<u64> {
+        let (head, tail) = rows.postgres_statement();
+        let statement = copy_statement(head, tail)?;
+        let at = match self.tables.iter().position(|held| held.statement == statement) {
+            Some(at) => at,
+            None => {
+                let table = table_of(head)?.to_owned();
+                self.tables.push(Held { table, statement, text: Vec::new(), rows: 0, by_statements: false });
+                self.tables.len() - 1
+            }
+        };
+        let held = &mut self.tables[at];
+        if held.by_statements {
+            return None;
+        }
+        let before = held.text.len();
+        if write_lines(&mut held.text, rows.values(), rows.columns()).is_none() {
+            held.text.truncate(before);
+            return None;
+        }
+        let taken = rows.len() as u64;
+        held.rows += taken;
+        self.bytes += held.text.len() - before;
+        rows.clear();
+        Some(taken)
+    }
+
+    pub(super) fn is_full(&self) -> bool {
+        self.bytes >= HELD_BYTES_MAX
+    }
+
+    /// Sends what is held for the table that `rows` write (all of it when that table is not
+    /// known), so that they see it. Each of the rebuild's statements reads and writes only
+    /// the table it names.
+    pub(super) async fn flush_for(&mut self, conn: &mut sqlx::PgConnection, rows: &Rows) -> Result<(), StoreError> {
+        match table_of(rows.postgres_statement().0) {
+            Some(table) => {
+                self.needed_by_a_statement(table);
+                self.send(conn, |held| held.table == table).await
+            }
+            None => self.flush(conn).await,
+        }
+    }
+
+    /// A statement on `table` needs its held rows: if they are few, the table goes by
+    /// statements from now on.
+    fn needed_by_a_statement(&mut self, table: &str) {
+        for held in self.tables.iter_mut().filter(|held| held.table == table && held.rows > 0) {
+            held.by_statements |= held.rows < COPY_ROWS_MIN;
+        }
+    }
+
+    /// Sends everything held.
+    pub(super) async fn flush(&mut self, conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        self.send(conn, |_| true).await
+    }
+
+    /// Sends what is held for the tables `which` picks, a `COPY` per table.
+    async fn send(&mut self, conn: &mut sqlx::PgConnection, which: impl Fn(&Held) -> bool) -> Result<(), StoreError> {
+        for held in self.tables.iter_mut().filter(|held| held.rows > 0 && which(held)) {
+            let mut copy = conn.copy_in_raw(&held.statement).await?;
+            copy.send(held.text.as_slice()).await?;
+            let written = copy.finish().await?;
+            assert_eq!(written, held.rows, "{}: COPY writes every line it is sent or fails", held.statement);
+            self.bytes -= held.text.len();
+            held.text.clear();
+            held.rows = 0;
+        }
+        Ok(())
+    }
+}
+
+/// The table a statement starts by naming: `t` in `INSERT INTO t (..`, `UPDATE t SET ..`,
+/// `DELETE FROM t WHERE ..`.
+fn table_of(head: &str) -> Option<&str> {
+    let rest = ["INSERT INTO ", "UPDATE ", "DELETE FROM "].iter().find_map(|verb| head.strip_prefix(verb))?;
+    let table = rest.split([' ', '(']).next()?;
+    (!table.is_empty()).then_some(table)
+}
+
+/// `COPY t (a, b) FROM STDIN` for `INSERT INTO t (a, b) VALUES` with nothing after the list.
+fn copy_statement(head: &str, tail: &str) -> Option<String> {
+    if !tail.is_empty() {
+        return None;
+    }
+    let target = head.strip_prefix("INSERT INTO ")?.strip_suffix(" VALUES")?;
+    Some(format!("COPY {target} FROM STDIN"))
+}
+
+/// Appends the lines of `values`, `columns` to a line.
+fn write_lines(text: &mut Vec<u8>, values: &[Value], columns: usize) -> Option<()> {
+    for row in values.chunks_exact(columns) {
+        for (i, value) in row.iter().enumerate() {
+            if i > 0 {
+                text.push(b'\t');
+            }
+            write_value(text, value)?;
+        }
+        text.push(b'\n');
+    }
+    Some(())
+}
+
+/// The lines of `values`, or `None`.
+#[cfg(test)]
+fn text_of(values: &[Value], columns: usize) -> Option<Vec<u8>> {
+    let mut text = Vec::new();
+    write_lines(&mut text, values, columns).map(|()| text)
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) -> Option<()> {
+    match value {
+        Value::Int(None) | Value::Int32(None) | Value::Text(None) | Value::Date(None) => out.extend_from_slice(b"\\N"),
+        Value::Int(Some(v)) => write_display(out, v),
+        Value::Int32(Some(v)) => write_display(out, v),
+        Value::Bool(v) => out.push(if *v { b't' } else { b'f' }),
+        Value::Text(Some(v)) => escape(out, v),
+        Value::Date(Some(v)) => write_display(out, iso_date(*v)?),
+        Value::Time(v) => write_display(out, postgres_instant(*v)?),
+        // bytea's hex form `\x..`, its backslash escaped for COPY.
+        Value::Bytes(v) => {
+            out.extend_from_slice(b"\\\\x");
+            write_display(out, hex::encode(v));
+        }
+    }
+    Some(())
+}
+
+fn write_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
+    write!(out, "{value}").expect("a Vec takes every byte written to it");
+}
+
+fn escape(out: &mut Vec<u8>, text: &str) {
+    for byte in text.bytes() {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.push(byte),
+        }
+    }
+}
+
+/// `2024-02-29`; years outside 1-9999 are written differently (`BC`, five digits): not here.
+fn iso_date(date: NaiveDate) -> Option<String> {
+    (1..=9999).contains(&date.year()).then(|| date.format("%Y-%m-%d").to_string())
+}
+
+/// The instant sqlx binds: whole microseconds since 2000-01-01, cut toward that day as
+/// `TimeDelta::num_microseconds` cuts (PostgreSQL would round a longer fraction instead).
+fn postgres_instant(at: DateTime<Utc>) -> Option<String> {
+    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1)?.and_hms_opt(0, 0, 0)?.and_utc();
+    let micros = (at - epoch).num_microseconds()?;
+    let at = epoch.checked_add_signed(TimeDelta::microseconds(micros))?;
+    (1..=9999).contains(&at.year()).then(|| at.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(values: Vec<Value>) -> String {
+        let columns = values.len();
+        String::from_utf8(text_of(&values, columns).expect("covered values")).expect("UTF-8")
+    }
+
+    #[test]
+    fn only_a_plain_insert_becomes_a_copy() {
+        assert_eq!(copy_statement("INSERT INTO t (a, b) VALUES", "").as_deref(), Some("COPY t (a, b) FROM STDIN"));
+        assert_eq!(copy_statement("INSERT INTO t (a) VALUES", "ON CONFLICT (a) DO NOTHING"), None);
+        assert_eq!(copy_statement("DELETE FROM t WHERE a IN (VALUES", ")"), None);
+        assert_eq!(copy_statement("UPDATE t SET a = v.column2 FROM (VALUES", ") AS v WHERE t.id = v.column1"), None);
+    }
+
+    #[test]
+    fn a_statement_names_its_table_first() {
+        assert_eq!(table_of("INSERT INTO payments (id, amount_fen) VALUES"), Some("payments"));
+        assert_eq!(table_of("INSERT INTO t(a) VALUES"), Some("t"));
+        assert_eq!(table_of("UPDATE contracts SET settled_fen = contracts.settled_fen + v.column2"), Some("contracts"));
+        assert_eq!(
+            table_of("DELETE FROM achievement_completers WHERE achievement_id = ANY(ARRAY["),
+            Some("achievement_completers")
+        );
+        assert_eq!(table_of("WITH x AS (SELECT 1) UPDATE t SET a = 1"), None);
+        assert_eq!(table_of("UPDATE "), None);
+    }
+
+    #[test]
+    fn plain_inserts_are_held_per_table_in_the_order_first_written() {
+        let mut buffer = CopyBuffer::default();
+        let mut organisations = Rows::new("INSERT INTO organisations (id, name) VALUES", 2, "");
+        organisations.push(vec![1i64.into(), "甲".into()]);
+        let mut contracts = Rows::new("INSERT INTO contracts (id) VALUES", 1, "");
+        contracts.push(vec![7i64.into()]);
+        contracts.push(vec![8i64.into()]);
+        assert_eq!(buffer.take(&mut organisations), Some(1));
+        assert_eq!(buffer.take(&mut contracts), Some(2));
+        organisations.push(vec![2i64.into(), Value::Text(None)]);
+        assert_eq!(buffer.take(&mut organisations), Some(1));
+        assert_eq!((organisations.len(), contracts.len()), (0, 0), "taken rows are forgotten");
+        let held: Vec<(&str, &str, u64)> = buffer
+            .tables
+            .iter()
+            .map(|h| (h.statement.as_str(), std::str::from_utf8(&h.text).expect("UTF-8"), h.rows))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                ("COPY organisations (id, name) FROM STDIN", "1\t甲\n2\t\\N\n", 2),
+                ("COPY contracts (id) FROM STDIN", "7\n8\n", 2)
+            ]
+        );
+        assert_eq!(buffer.bytes, "1\t甲\n2\t\\N\n7\n8\n".len());
+        assert!(!buffer.is_full());
+    }
+
+    #[test]
+    fn a_table_whose_few_held_rows_a_statement_needs_goes_by_statements_from_then_on() {
+        let mut buffer = CopyBuffer::default();
+        let insert = |table: &str, rows: u64| {
+            let mut insert = Rows::new(format!("INSERT INTO {table} (id) VALUES"), 1, "");
+            (0..rows).for_each(|id| insert.push(vec![(id as i64).into()]));
+            insert
+        };
+        assert_eq!(buffer.take(&mut insert("matches", COPY_ROWS_MIN - 1)), Some(COPY_ROWS_MIN - 1));
+        assert_eq!(buffer.take(&mut insert("payments", COPY_ROWS_MIN)), Some(COPY_ROWS_MIN));
+        buffer.needed_by_a_statement("matches");
+        buffer.needed_by_a_statement("payments");
+        let mut matches = insert("matches", 1);
+        assert_eq!(buffer.take(&mut matches), None, "a page's few matches go as a statement");
+        assert_eq!(matches.len(), 1);
+        assert_eq!(buffer.take(&mut insert("payments", 1)), Some(1), "many rows were held: still a COPY");
+    }
+
+    #[test]
+    fn rows_the_text_does_not_cover_are_left_whole_to_the_statements() {
+        let mut buffer = CopyBuffer::default();
+        let far = NaiveDate::from_ymd_opt(10_000, 1, 1).expect("a date");
+        let mut rows = Rows::new("INSERT INTO t (a, b) VALUES", 2, "");
+        rows.push(vec![1i64.into(), Value::Date(None)]);
+        rows.push(vec![2i64.into(), far.into()]);
+        assert_eq!(buffer.take(&mut rows), None);
+        assert_eq!(rows.len(), 2, "the rows stay to be written as statements");
+        assert!(buffer.tables.iter().all(|h| h.text.is_empty() && h.rows == 0), "nothing of them is held");
+        assert_eq!(buffer.bytes, 0);
+        let mut upsert = Rows::new("INSERT INTO t (a) VALUES", 1, "ON CONFLICT (a) DO NOTHING");
+        upsert.push(vec![1i64.into()]);
+        assert_eq!(buffer.take(&mut upsert), None);
+        assert_eq!(upsert.len(), 1);
+    }
+
+    #[test]
+    fn every_kind_of_value_is_written_as_postgresql_reads_it() {
+        let date = NaiveDate::from_ymd_opt(2024, 2, 29).expect("a date");
+        let at = |nanos| date.and_hms_nano_opt(23, 59, 58, nanos).expect("a time").and_utc();
+        assert_eq!(
+            line(vec![
+                Value::Int(Some(-9_007_199_254_740_993)),
+                Value::Int(None),
+                Value::Int32(Some(-7)),
+                Value::Int32(None),
+                Value::Text(Some("完成人 'q' \"d\"".into())),
+                Value::Text(None),
+                true.into(),
+                false.into(),
+                date.into(),
+                Value::Date(None),
+            ]),
+            "-9007199254740993\t\\N\t-7\t\\N\t完成人 'q' \"d\"\t\\N\tt\tf\t2024-02-29\t\\N\n"
+        );
+        assert_eq!(
+            line(vec![at(0).into(), at(120_000_000).into(), at(123_456_789).into(), at(999_999_999).into()]),
+            "2024-02-29 23:59:58.000000+00\t2024-02-29 23:59:58.120000+00\t2024-02-29 23:59:58.123456+00\t\
+             2024-02-29 23:59:58.999999+00\n",
+            "microseconds, cut as sqlx cuts them (not rounded to the next second)"
+        );
+        assert_eq!(line(vec![vec![0u8, 1, 255].into(), Vec::<u8>::new().into()]), "\\\\x0001ff\t\\\\x\n");
+    }
+
+    #[test]
+    fn separators_and_backslashes_inside_text_are_escaped() {
+        assert_eq!(
+            line(vec!["a\tb\nc\rd\\e \\N".into(), "".into()]),
+            "a\\tb\\nc\\rd\\\\e \\\\N\t\n",
+            "a literal `\\N` is text, an empty string is not NULL"
+        );
+    }
+
+    #[test]
+    fn values_outside_the_covered_years_are_left_to_the_statements() {
+        let far = NaiveDate::from_ymd_opt(10_000, 1, 1).expect("a date");
+        assert_eq!(text_of(&[far.into()], 1), None);
+        assert_eq!(text_of(&[far.and_hms_opt(0, 0, 0).expect("a time").and_utc().into()], 1), None);
+        let before_christ = NaiveDate::from_ymd_opt(0, 12, 31).expect("a date");
+        assert_eq!(text_of(&[before_christ.into()], 1), None);
+        // Before 2000 the microseconds are cut toward 2000, as sqlx cuts them.
+        let early = NaiveDate::from_ymd_opt(1999, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 58, 999_999_500))
+            .expect("a time")
+            .and_utc();
+        assert_eq!(line(vec![early.into()]), "1999-12-31 23:59:59.000000+00\n");
+    }
+}
