@@ -575,6 +575,8 @@ both_backends!(a_rebuild_in_many_pages_with_updates_held_across_them_equals_the_
     let (accepted, _) = integration::scenario::play(&ledger, &mut scenario, 600).await;
     assert!(accepted > 300, "seed {}: the scenario builds a market", scenario.seed);
     let live = store.dump_read_models().await.unwrap();
+    let indexes = db.index_definitions().await;
+    assert!(indexes.len() > 30, "the read models are indexed: {indexes:?}");
     let head = store.head().await.unwrap().unwrap().0;
     // Small pages, so that rows are inserted in one page and updated in later ones: updates
     // held to the last page, written whenever a few rows wait, and written after every page.
@@ -591,6 +593,9 @@ both_backends!(a_rebuild_in_many_pages_with_updates_held_across_them_equals_the_
         for (a, b) in live.iter().zip(&rebuilt) {
             assert_eq!(a, b, "seed {}, {options:?}: a row differs after the rebuild", scenario.seed);
         }
+        // On PostgreSQL the rebuild drops the indexes that back no constraint and creates
+        // them again before its commit.
+        assert_eq!(db.index_definitions().await, indexes, "{options:?}: every index is back as it was");
     }
     db.drop_db().await;
 });
@@ -656,6 +661,7 @@ both_backends!(a_rebuild_that_fails_halfway_leaves_the_read_models_as_they_were,
             "DROP TRIGGER planted_failure",
         ),
     };
+    let indexes = db.index_definitions().await;
     db.execute_raw(plant).await.unwrap();
     let err = store.rebuild_projections(|_| {}).await.unwrap_err();
     assert!(err.to_string().contains("planted failure"), "the rebuild stops on the write that failed: {err}");
@@ -665,6 +671,7 @@ both_backends!(a_rebuild_that_fails_halfway_leaves_the_read_models_as_they_were,
         "seed {}: nothing of the failed rebuild stays",
         scenario.seed
     );
+    assert_eq!(db.index_definitions().await, indexes, "the indexes it dropped are back with the rollback");
     db.execute_raw(unplant).await.unwrap();
     // The failed rebuild let go of the append lock: the ledger takes commands again, and a
     // rebuild now gives the live read models.

@@ -94,6 +94,30 @@ impl TestDb {
         }
     }
 
+    /// Every index of the database, as the engine prints its definition, sorted.
+    pub async fn index_definitions(&self) -> Vec<String> {
+        let mut definitions: Vec<String> = match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.expect("connect");
+                sqlx::query_scalar(
+                    "SELECT name || ': ' || coalesce(sql, '(automatic)') FROM sqlite_master WHERE type = 'index'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .expect("list the indexes")
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.expect("connect");
+                sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()")
+                    .fetch_all(&mut c)
+                    .await
+                    .expect("list the indexes")
+            }
+        };
+        definitions.sort();
+        definitions
+    }
+
     /// Removes the database. Called at the end of a passing test; a failing test leaves it
     /// for inspection (the test command drops leftovers before each run).
     pub async fn drop_db(self) {
