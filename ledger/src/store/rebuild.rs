@@ -215,9 +215,9 @@ struct TxRebuild {
     dropped_indexes: Vec<String>,
 }
 
-/// The read-model tables' indexes that back no constraint (the primary keys and unique
-/// constraints stay: updates and upserts find their rows through them), with their
-/// definitions and their quoted, schema-qualified names.
+/// The read-model tables' indexes that back no constraint and are not unique, with their
+/// definitions and their quoted, schema-qualified names. Primary keys and unique indexes
+/// stay: updates and upserts find their rows through them, and `ON CONFLICT` needs them.
 const SECONDARY_INDEXES: &str = "\
     SELECT pg_get_indexdef(x.indexrelid), format('%I.%I', n.nspname, c.relname) \
     FROM pg_index x \
@@ -225,6 +225,7 @@ const SECONDARY_INDEXES: &str = "\
     JOIN pg_class t ON t.oid = x.indrelid \
     JOIN pg_namespace n ON n.oid = t.relnamespace \
     WHERE n.nspname = current_schema() AND t.relname = ANY($1) \
+      AND NOT x.indisunique \
       AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid) \
     ORDER BY c.relname";
 
@@ -288,11 +289,12 @@ impl Rebuilding for TxRebuild {
     /// `TRUNCATE` keeps the old rows for a rollback as `DELETE` does, but it locks the tables
     /// until the commit: readers wait for the rebuilt rows instead of reading the old ones.
     ///
-    /// Then, on PostgreSQL, the indexes that back no constraint are dropped, and created
-    /// again from the whole tables before the commit: the server sorts each table once
-    /// instead of descending a B-tree for every row. Half of the server's samples in a
-    /// rebuild with them were index inserts (`btinsert`). The drop is part of the
-    /// transaction: a failed rebuild leaves them as they were.
+    /// Then, on PostgreSQL, the indexes that are not unique and back no constraint
+    /// ([`SECONDARY_INDEXES`]) are dropped, and created again from the whole tables before
+    /// the commit: the server sorts each table once instead of descending a B-tree for every
+    /// row. Half of the server's samples in a rebuild with them were index inserts
+    /// (`btinsert`). The drop is part of the transaction: a failed rebuild leaves them as
+    /// they were.
     async fn empty_read_models(&mut self) -> Result<(), StoreError> {
         let statements = match &self.tx {
             Tx::Postgres(_) => vec![format!("TRUNCATE {}", READ_MODEL_TABLES.join(", "))],

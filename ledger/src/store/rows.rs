@@ -7,7 +7,8 @@
 //!
 //! Rows go to a [`Sink`]: an append's transaction ([`Tx`], through sqlx), or the connection
 //! of our own that rebuilds the read models of a SQLite file ([`SqliteSink`]), which prepares
-//! one single-row statement per write and runs it for every row.
+//! one single-row statement per write and runs it for every row. A rebuild on PostgreSQL
+//! sends the rows of plain INSERTs with `COPY` instead (`copy_in`).
 
 use std::borrow::Cow;
 
