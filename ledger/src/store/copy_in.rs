@@ -33,7 +33,6 @@ const COPY_ROWS_MIN: u64 = 1_000;
 #[derive(Default)]
 pub(super) struct CopyBuffer {
     tables: Vec<Held>,
-    bytes: usize,
 }
 
 struct Held {
@@ -73,13 +72,16 @@ impl CopyBuffer {
         }
         let taken = rows.len() as u64;
         held.rows += taken;
-        self.bytes += held.text.len() - before;
         rows.clear();
         Some(taken)
     }
 
     pub(super) fn is_full(&self) -> bool {
-        self.bytes >= HELD_BYTES_MAX
+        self.held_bytes() >= HELD_BYTES_MAX
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.tables.iter().map(|held| held.text.len()).sum()
     }
 
     /// Sends what is held for the table that `rows` write (all of it when that table is not
@@ -115,7 +117,6 @@ impl CopyBuffer {
             copy.send(held.text.as_slice()).await?;
             let written = copy.finish().await?;
             assert_eq!(written, held.rows, "{}: COPY writes every line it is sent or fails", held.statement);
-            self.bytes -= held.text.len();
             held.text.clear();
             held.rows = 0;
         }
@@ -264,7 +265,7 @@ mod tests {
                 ("COPY contracts (id) FROM STDIN", "7\n8\n", 2)
             ]
         );
-        assert_eq!(buffer.bytes, "1\t甲\n2\t\\N\n7\n8\n".len());
+        assert_eq!(buffer.held_bytes(), "1\t甲\n2\t\\N\n7\n8\n".len());
         assert!(!buffer.is_full());
     }
 
@@ -296,7 +297,7 @@ mod tests {
         assert_eq!(buffer.take(&mut rows), None);
         assert_eq!(rows.len(), 2, "the rows stay to be written as statements");
         assert!(buffer.tables.iter().all(|h| h.text.is_empty() && h.rows == 0), "nothing of them is held");
-        assert_eq!(buffer.bytes, 0);
+        assert_eq!(buffer.held_bytes(), 0);
         let mut upsert = Rows::new("INSERT INTO t (a) VALUES", 1, "ON CONFLICT (a) DO NOTHING");
         upsert.push(vec![1i64.into()]);
         assert_eq!(buffer.take(&mut upsert), None);

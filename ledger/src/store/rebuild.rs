@@ -85,11 +85,7 @@ impl Store {
             matches!(self.db, super::Db::Postgres(_)).then(|| ReadAhead::new(self.clone(), PgReader::OwnConnection));
         let mut target = TxRebuild { tx, read_ahead, copies: CopyBuffer::default(), dropped_indexes: Vec::new() };
         let replayed = rebuild_in(&mut target, options, &mut projections, &mut progress).await?;
-        if let Tx::Postgres(tx) = &mut target.tx {
-            target.copies.flush(tx).await?;
-        }
-        target.create_dropped_indexes().await?;
-        target.tx.commit().await?;
+        target.commit().await?;
         let head_position = projections.position();
         runtime.state = Some(projections);
         Ok(RebuildReport { events_replayed: replayed, head_position })
@@ -230,12 +226,16 @@ const SECONDARY_INDEXES: &str = "\
     ORDER BY c.relname";
 
 impl TxRebuild {
-    /// Creates again the indexes `empty_read_models` dropped, each from its whole table.
-    async fn create_dropped_indexes(&mut self) -> Result<(), StoreError> {
+    /// Sends the rows still held, creates again the indexes `empty_read_models` dropped
+    /// (each from its whole table), and commits.
+    async fn commit(mut self) -> Result<(), StoreError> {
+        if let Tx::Postgres(tx) = &mut self.tx {
+            self.copies.flush(tx).await?;
+        }
         for definition in std::mem::take(&mut self.dropped_indexes) {
             execute!(&mut self.tx, sqlx::query(sqlx::AssertSqlSafe(definition)))?;
         }
-        Ok(())
+        Ok(self.tx.commit().await?)
     }
 }
 
