@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::rows::{Rows, values_list};
+use super::rows::{Expect, Rows, values_list};
 use super::{Store, StoreError, Tx, execute, with_conn};
 use crate::chain::{ChainedFields, GENESIS, Hash, event_hash};
 use crate::event::*;
@@ -243,8 +243,8 @@ impl Batch {
     }
 
     async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
-        self.events.write(tx).await?;
-        self.key_rows.write(tx).await?;
+        self.events.write(tx, Expect::Any).await?;
+        self.key_rows.write(tx, Expect::Any).await?;
         self.read_model.flush(tx).await?;
         self.policy.write(tx).await
     }

@@ -49,7 +49,7 @@ impl CopyBuffer {
     /// `None` (the rows untouched) for any other statement, for a table that goes by
     /// statements (see [`COPY_ROWS_MIN`]), or when a value is one the text here does not
     /// cover (a date outside the years 1-9999): those go as statements, after
-    /// [`flush_for`](Self::flush_for).
+    /// [`drain_for`](Self::drain_for).
     pub(super) fn take(&mut self, rows: &mut Rows) -> Option<u64> {
         let (head, tail) = rows.postgres_statement();
         let statement = copy_statement(head, tail)?;
@@ -84,16 +84,16 @@ impl CopyBuffer {
         self.tables.iter().map(|held| held.text.len()).sum()
     }
 
-    /// Sends what is held for the table that `rows` write (all of it when that table is not
-    /// known), so that they see it. Each of the rebuild's statements reads and writes only
-    /// the table it names.
-    pub(super) async fn flush_for(&mut self, conn: &mut sqlx::PgConnection, rows: &Rows) -> Result<(), StoreError> {
+    /// What is held for the table that `rows` write (all of it when that table is not
+    /// known), taken out to be sent before them, so that they see it. Each of the rebuild's
+    /// statements reads and writes only the table it names.
+    pub(super) fn drain_for(&mut self, rows: &Rows) -> Vec<TableCopy> {
         match table_of(rows.postgres_statement().0) {
             Some(table) => {
                 self.needed_by_a_statement(table);
-                self.send(conn, |held| held.table == table).await
+                self.drain(|held| held.table == table)
             }
-            None => self.flush(conn).await,
+            None => self.drain_all(),
         }
     }
 
@@ -105,21 +105,36 @@ impl CopyBuffer {
         }
     }
 
-    /// Sends everything held.
-    pub(super) async fn flush(&mut self, conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-        self.send(conn, |_| true).await
+    /// Everything held, taken out to be sent.
+    pub(super) fn drain_all(&mut self) -> Vec<TableCopy> {
+        self.drain(|_| true)
     }
 
-    /// Sends what is held for the tables `which` picks, a `COPY` per table.
-    async fn send(&mut self, conn: &mut sqlx::PgConnection, which: impl Fn(&Held) -> bool) -> Result<(), StoreError> {
+    /// What is held for the tables `which` picks, a `COPY` per table.
+    fn drain(&mut self, which: impl Fn(&Held) -> bool) -> Vec<TableCopy> {
+        let mut copies = Vec::new();
         for held in self.tables.iter_mut().filter(|held| held.rows > 0 && which(held)) {
-            let mut copy = conn.copy_in_raw(&held.statement).await?;
-            copy.send(held.text.as_slice()).await?;
-            let written = copy.finish().await?;
-            assert_eq!(written, held.rows, "{}: COPY writes every line it is sent or fails", held.statement);
-            held.text.clear();
-            held.rows = 0;
+            let text = std::mem::take(&mut held.text);
+            copies.push(TableCopy { statement: held.statement.clone(), text, rows: std::mem::take(&mut held.rows) });
         }
+        copies
+    }
+}
+
+/// One table's held rows as one `COPY`, ready to send.
+#[derive(Debug)]
+pub(super) struct TableCopy {
+    statement: String,
+    text: Vec<u8>,
+    rows: u64,
+}
+
+impl TableCopy {
+    pub(super) async fn send(self, conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        let mut copy = conn.copy_in_raw(&self.statement).await?;
+        copy.send(self.text.as_slice()).await?;
+        let written = copy.finish().await?;
+        assert_eq!(written, self.rows, "{}: COPY writes every line it is sent or fails", self.statement);
         Ok(())
     }
 }
@@ -267,6 +282,38 @@ mod tests {
         );
         assert_eq!(buffer.held_bytes(), "1\t甲\n2\t\\N\n7\n8\n".len());
         assert!(!buffer.is_full());
+    }
+
+    #[test]
+    fn a_statement_takes_out_what_is_held_for_its_table_and_the_end_takes_the_rest() {
+        let mut buffer = CopyBuffer::default();
+        let insert = |table: &str, ids: std::ops::Range<i64>| {
+            let mut insert = Rows::new(format!("INSERT INTO {table} (id) VALUES"), 1, "");
+            ids.for_each(|id| insert.push(vec![id.into()]));
+            insert
+        };
+        assert_eq!(buffer.take(&mut insert("contracts", 0..1_500)), Some(1_500));
+        assert_eq!(buffer.take(&mut insert("payments", 0..2)), Some(2));
+        let update = Rows::new(
+            "UPDATE contracts SET settled_fen = v.column2 FROM (VALUES",
+            2,
+            ") AS v WHERE contracts.id = v.column1",
+        );
+        let copies = buffer.drain_for(&update);
+        assert_eq!(copies.len(), 1, "only the table the statement names: {copies:?}");
+        assert_eq!((copies[0].statement.as_str(), copies[0].rows), ("COPY contracts (id) FROM STDIN", 1_500));
+        let text = std::str::from_utf8(&copies[0].text).expect("UTF-8");
+        assert_eq!((text.lines().count(), text.lines().next(), text.lines().last()), (1_500, Some("0"), Some("1499")));
+        assert_eq!(buffer.held_bytes(), 2 * 2, "the payments' two lines stay held");
+        assert!(buffer.drain_for(&update).is_empty(), "what was taken out is not taken out again");
+        let rest = buffer.drain_all();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(
+            (rest[0].statement.as_str(), rest[0].rows, rest[0].text.as_slice()),
+            ("COPY payments (id) FROM STDIN", 2, &b"0\n1\n"[..])
+        );
+        assert!(buffer.drain_all().is_empty() && buffer.held_bytes() == 0, "nothing is left held");
+        assert_eq!(buffer.take(&mut insert("contracts", 7..8)), Some(1), "many contracts were held: still a COPY");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::read::Which;
-use super::rows::{Rows, Sink, Value};
+use super::rows::{Expect, Rows, Sink, Value};
 use super::{Store, StoreError, Tx, with_conn};
 use crate::event::{Position, RecordedEvent};
 use crate::projection::{CellKey, Output, Projections};
@@ -442,10 +442,10 @@ impl PolicyWriter {
 
     /// Writes the lines added so far; the totals wait (a rebuild writes only their last values).
     pub(super) async fn write_lines(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
-        self.subsidy_lines.write(tx).await?;
-        self.subsidy_completer_lines.write(tx).await?;
-        self.incentive_lines.write(tx).await?;
-        self.turnover_lines.write(tx).await.map(|_| ())
+        self.subsidy_lines.write(tx, Expect::Any).await?;
+        self.subsidy_completer_lines.write(tx, Expect::Any).await?;
+        self.incentive_lines.write(tx, Expect::Any).await?;
+        self.turnover_lines.write(tx, Expect::Any).await
     }
 
     async fn write_totals(&mut self, tx: &mut impl Sink) -> Result<(), StoreError> {
@@ -457,7 +457,7 @@ impl PolicyWriter {
              cap_reached = excluded.cap_reached, updated_position = excluded.updated_position",
         );
         self.subsidy_totals.drain().for_each(|(_, row)| totals.push(row));
-        totals.write(tx).await?;
+        totals.write(tx, Expect::Any).await?;
         let mut totals = Rows::new(
             "INSERT INTO subsidy_completer_totals (achievement_id, cap_period, ordinal, completer_name, share_basis_points, subsidy_fen) VALUES",
             6,
@@ -465,7 +465,7 @@ impl PolicyWriter {
              completer_name = excluded.completer_name, share_basis_points = excluded.share_basis_points, subsidy_fen = excluded.subsidy_fen",
         );
         self.subsidy_completer_totals.drain().for_each(|(_, row)| totals.push(row));
-        totals.write(tx).await?;
+        totals.write(tx, Expect::Any).await?;
         let mut totals = Rows::new(
             "INSERT INTO incentive_totals (center_id, incentive_year, operating_amount_fen, incentive_fen, cap_fen, cap_reached, updated_position) VALUES",
             7,
@@ -474,7 +474,7 @@ impl PolicyWriter {
              cap_reached = excluded.cap_reached, updated_position = excluded.updated_position",
         );
         self.incentive_totals.drain().for_each(|(_, row)| totals.push(row));
-        totals.write(tx).await?;
+        totals.write(tx, Expect::Any).await?;
         let mut cells = Rows::new(
             "INSERT INTO turnover_cells (year, dimension, cell_key, contracts, contract_amount_fen, tech_transaction_amount_fen, received_fen, updated_position) VALUES",
             8,
@@ -484,7 +484,7 @@ impl PolicyWriter {
              updated_position = excluded.updated_position",
         );
         self.turnover_cells.drain().for_each(|(_, row)| cells.push(row));
-        cells.write(tx).await?;
+        cells.write(tx, Expect::Any).await?;
         Ok(())
     }
 }

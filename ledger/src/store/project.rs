@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::rows::{Rows, Sink, Value};
+use super::rows::{Expect, Rows, Sink, Value};
 use super::{StoreError, Tx, execute, with_conn};
 use crate::event::Position;
 use crate::ids::StreamId;
@@ -51,9 +51,7 @@ pub(super) async fn record_projection_positions(
     for projection in projections {
         rows.push(vec![(*projection).into(), position.into()]);
     }
-    let written = rows.write(tx).await?;
-    assert_eq!(written, projections.len() as u64, "one row per projection");
-    Ok(())
+    rows.write(tx, Expect::Exactly(projections.len() as u64, "one row per projection")).await
 }
 
 /// Read-model changes held back to the end of an append batch (or a rebuild page) and then
@@ -198,9 +196,8 @@ impl Inserts {
             &mut self.reversals,
             &mut self.policy_versions,
         ] {
-            let expected = rows.len() as u64;
-            let written = rows.write(tx).await?;
-            assert_eq!(written, expected, "an INSERT without ON CONFLICT adds every row or fails");
+            let expected = Expect::Exactly(rows.len() as u64, "an INSERT without ON CONFLICT adds every row or fails");
+            rows.write(tx, expected).await?;
         }
         Ok(())
     }
@@ -500,15 +497,12 @@ impl Deferred {
     }
 
     async fn flush_with(&mut self, tx: &mut impl Sink, hold_updates: bool) -> Result<(), StoreError> {
-        let claims = self.claims.len() as u64;
-        let claimed = self.claims.write(tx).await?;
-        if claimed != claims {
-            return Err(StoreError::Inconsistent(format!(
-                "{} of {claims} unique values replayed from the log were already claimed: the log claims a value twice",
-                claims - claimed
-            )));
-        }
-        self.completers_deleted.write(tx).await?;
+        let claims = Expect::Changed(
+            self.claims.len() as u64,
+            "claiming the unique values replayed from the log (a value claimed twice is claimed once)".into(),
+        );
+        self.claims.write(tx, claims).await?;
+        self.completers_deleted.write(tx, Expect::Any).await?;
         self.completers_inserted.clear();
         self.achievements_inserted.clear();
         self.inserts.write(tx).await?;
@@ -541,20 +535,13 @@ impl Deferred {
         for id in self.matches_answered.drain() {
             update.push(vec![id.into()]);
         }
-        expect_changed(update.write(tx).await?, expected, "deriving the status of answered matches")
+        update.write(tx, Expect::Changed(expected, "deriving the status of answered matches".into())).await
     }
 }
 
 /// Most rows with an update held back by a rebuild (see [`Deferred::flush_page`]): a few tens
 /// of MB.
 pub(super) const UPDATES_HELD_MAX: usize = 250_000;
-
-fn expect_changed(changed: u64, expected: u64, what: &str) -> Result<(), StoreError> {
-    if changed != expected {
-        return Err(StoreError::Inconsistent(format!("{what} changed {changed} rows instead of {expected}")));
-    }
-    Ok(())
-}
 
 /// Column assignments to existing rows of one table, by id: per row, merged in log order (a
 /// later value of a column replaces an earlier one) with the position of the last change
@@ -623,7 +610,7 @@ impl Patches {
         for ((columns, added), (mut rows, expected)) in shapes {
             let sums = if added { format!(" and adding to {:?}", sums.columns) } else { String::new() };
             let what = format!("setting {columns:?}{sums} of {}", self.table);
-            expect_changed(rows.write(tx).await?, expected, &what)?;
+            rows.write(tx, Expect::Changed(expected, what)).await?;
         }
         Ok(())
     }
@@ -690,6 +677,6 @@ impl<const N: usize> Sums<N> {
             update.push(by_id_row(id, sums.map(Value::from), position));
         }
         let what = format!("adding payments to {:?} of {}", self.columns, self.table);
-        expect_changed(update.write(tx).await?, expected, &what)
+        update.write(tx, Expect::Changed(expected, what)).await
     }
 }

@@ -151,26 +151,69 @@ impl Rows {
         self.values.extend(row);
     }
 
-    /// Writes the rows collected so far, and forgets them. Returns the rows the statements
-    /// affected.
-    pub(super) async fn write(&mut self, sink: &mut impl Sink) -> Result<u64, StoreError> {
+    /// Writes the rows collected so far, which must affect what `expect` says, and forgets
+    /// them.
+    pub(super) async fn write(&mut self, sink: &mut impl Sink, expect: Expect) -> Result<(), StoreError> {
         if self.values.is_empty() {
-            return Ok(0);
+            return expect.check(0);
         }
-        sink.write_rows(self).await
+        sink.write_rows(self, expect).await
+    }
+
+    /// The rows collected, taken out: `self` keeps its statement and no rows.
+    pub(super) fn take(&mut self) -> Rows {
+        Rows {
+            head: self.head.clone(),
+            columns: self.columns,
+            tail: self.tail.clone(),
+            postgres: self.postgres,
+            values: std::mem::take(&mut self.values),
+        }
+    }
+}
+
+/// How many rows a write must affect. The sink checks it where the statements run, which for
+/// a rebuild on PostgreSQL is a task of its own that writes while the replay goes on (see
+/// `rebuild`): so the count is a demand handed over with the rows, not a value handed back.
+#[derive(Debug, Clone)]
+pub(super) enum Expect {
+    /// Any number: upserts, deletes of what may be absent, lines.
+    Any,
+    /// Exactly this many, or this code is wrong (an INSERT without `ON CONFLICT` adds every
+    /// row or fails): a bug to stop on.
+    Exactly(u64, &'static str),
+    /// Exactly this many changed, or the log is not consistent with itself (`what` names the
+    /// change): an error the rebuild or the append reports.
+    Changed(u64, String),
+}
+
+impl Expect {
+    /// `affected` rows against the demand.
+    pub(super) fn check(self, affected: u64) -> Result<(), StoreError> {
+        match self {
+            Expect::Any => Ok(()),
+            Expect::Exactly(expected, why) => {
+                assert_eq!(affected, expected, "{why}");
+                Ok(())
+            }
+            Expect::Changed(expected, _) if affected == expected => Ok(()),
+            Expect::Changed(expected, what) => {
+                Err(StoreError::Inconsistent(format!("{what} changed {affected} rows instead of {expected}")))
+            }
+        }
     }
 }
 
 /// Where [`Rows`] are written.
 pub(super) trait Sink {
-    /// Writes `rows` and forgets them; returns the rows the statements affected.
-    async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError>;
+    /// Writes `rows`, which must affect what `expect` says, and forgets them.
+    async fn write_rows(&mut self, rows: &mut Rows, expect: Expect) -> Result<(), StoreError>;
 }
 
 impl Sink for Tx {
     /// A few multi-row statements.
-    async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError> {
-        rows.write_statements(self).await
+    async fn write_rows(&mut self, rows: &mut Rows, expect: Expect) -> Result<(), StoreError> {
+        expect.check(rows.write_statements(self).await?)
     }
 }
 
@@ -188,7 +231,7 @@ pub(super) struct SqliteSink {
 }
 
 impl Sink for SqliteSink {
-    async fn write_rows(&mut self, rows: &mut Rows) -> Result<u64, StoreError> {
+    async fn write_rows(&mut self, rows: &mut Rows, expect: Expect) -> Result<(), StoreError> {
         let sql = rows.sql(1, false);
         let values = std::mem::take(&mut rows.values);
         let columns = rows.columns;
@@ -204,6 +247,7 @@ impl Sink for SqliteSink {
             }
             Ok(affected)
         })
+        .and_then(|affected| expect.check(affected))
     }
 }
 
@@ -352,7 +396,7 @@ mod tests {
         let mut tx = Tx::Sqlite(pool.begin().await.expect("begin"), writer);
         let mut rows = Rows::new(insert.clone(), 14, "");
         rows.push(every_kind(1));
-        assert_eq!(rows.write(&mut tx).await.expect("written through sqlx"), 1);
+        rows.write(&mut tx, Expect::Exactly(1, "one row through sqlx")).await.expect("written through sqlx");
         tx.commit().await.expect("commit");
 
         // The rebuild's own connection.
@@ -360,7 +404,7 @@ mod tests {
         let mut rows = Rows::new(insert, 14, "");
         rows.push(every_kind(2));
         rows.push(every_kind(3));
-        assert_eq!(rows.write(&mut sink).await.expect("written through rusqlite"), 2);
+        rows.write(&mut sink, Expect::Exactly(2, "two rows through rusqlite")).await.expect("written through rusqlite");
         assert_eq!(rows.len(), 0, "written rows are forgotten");
 
         // The type and the stored value of every column, as SQLite sees them.
