@@ -726,3 +726,35 @@ both_backends!(a_rebuild_whose_update_misses_its_row_stops_and_leaves_the_read_m
     assert_rebuild_equals_live(&store).await;
     db.drop_db().await;
 });
+
+// Live appends never let the log claim a unique value twice. A log that does (here a row
+// written by hand) makes a rebuild stop, say so, and change nothing.
+both_backends!(a_rebuild_of_a_log_that_claims_a_value_twice_stops_and_changes_nothing, |db| async move {
+    let store = db.store().await;
+    let ledger = Ledger::new(store.clone());
+    let first = register_university(&ledger, "500106").await;
+    register_university(&ledger, "500107").await;
+    let before = store.dump_read_models().await.unwrap();
+    // The first organisation's registration again, for another organisation: the same
+    // credit code, claimed by another stream.
+    let (old, new) = (first.to_string(), OrganisationId::new_v7().to_string());
+    db.execute_raw(&format!(
+        "INSERT INTO events (position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash) \
+         SELECT (SELECT MAX(position) FROM events) + 1, replace(stream_id, '{old}', '{new}'), 1, event_type, schema_version, \
+         replace(payload, '{old}', '{new}'), metadata, recorded_at, hash FROM events \
+         WHERE event_type = 'OrganisationRegistered' AND payload LIKE '%{old}%'",
+    ))
+    .await
+    .unwrap();
+    let err = store.rebuild_projections(|_| {}).await.unwrap_err();
+    let told = err.to_string();
+    assert!(
+        matches!(&err, ledger::store::StoreError::Inconsistent(m) if m.contains("the log claims a unique value twice")),
+        "{told}"
+    );
+    if db.backend == Backend::Postgres {
+        assert!(told.contains("already exists"), "PostgreSQL names the value: {told}");
+    }
+    assert_eq!(store.dump_read_models().await.unwrap(), before, "nothing of the failed rebuild stays");
+    db.drop_db().await;
+});

@@ -71,6 +71,14 @@ impl Store {
     pub async fn rebuild_projections_with(
         &self,
         options: RebuildOptions,
+        progress: impl FnMut(Position),
+    ) -> Result<RebuildReport, StoreError> {
+        self.rebuild(options, progress).await.map_err(claimed_twice)
+    }
+
+    async fn rebuild(
+        &self,
+        options: RebuildOptions,
         mut progress: impl FnMut(Position),
     ) -> Result<RebuildReport, StoreError> {
         assert!(options.page_rows > 0, "a rebuild page holds at least one event");
@@ -379,6 +387,31 @@ impl Replaying for SqliteRebuild {
         page_rows: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.read_ahead.next_page(after, head, page_rows).await
+    }
+}
+
+/// A rebuild's inserts into `unique_claims` that fail on its key: the log claims a value
+/// twice (a credit code, a contract number, a registration number), which live appends
+/// refuse; told as the inconsistency it is, with the value where the database names it.
+fn claimed_twice(e: StoreError) -> StoreError {
+    let told = match &e {
+        StoreError::Database(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            let detail = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|pg| pg.detail());
+            (d.message().contains("unique_claims") || d.table() == Some("unique_claims"))
+                .then(|| detail.map_or_else(|| d.message().to_owned(), str::to_owned))
+        }
+        StoreError::SqliteWrite(rusqlite::Error::SqliteFailure(f, Some(message)))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation && message.contains("unique_claims") =>
+        {
+            Some(message.clone())
+        }
+        _ => None,
+    };
+    match told {
+        Some(what) => StoreError::Inconsistent(format!(
+            "the log claims a unique value twice ({what}): the rebuild stopped and changed nothing"
+        )),
+        None => e,
     }
 }
 
