@@ -24,9 +24,10 @@ use super::rows::{Rows, Value};
 
 /// Text held before it is sent: about a tenth of the benchmark's default year.
 const HELD_BYTES_MAX: usize = 16 << 20;
-/// A table whose held rows a statement needs while they are fewer than this (the matches,
-/// whose statuses are updated page by page) gets its inserts as statements from then on: a
-/// `COPY` of a page's few rows would wait for the acknowledgement longer than it saves.
+/// A table whose held rows a statement needs while they are fewer than this (the matches
+/// were, while their statuses were updated after every page) gets its inserts as statements
+/// from then on: a `COPY` of a page's few rows would wait for the acknowledgement longer than
+/// it saves.
 const COPY_ROWS_MIN: u64 = 1_000;
 
 /// Rows of plain INSERTs held as `COPY` text, per table in the order first written.

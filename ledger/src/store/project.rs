@@ -63,8 +63,9 @@ pub(super) async fn record_projection_positions(
 ///    inserted in the same flush has none to delete);
 /// 3. every insert;
 /// 4. the column assignments to existing rows ([`Patches`]): per row, a later value of a
-///    column replaces an earlier one, so one statement per set of columns is enough;
-/// 5. the status of answered matches, which follows from both answers;
+///    column replaces an earlier one, so one statement per set of columns is enough (the
+///    matches' first, and right after them
+/// 5. the status of answered matches, which follows from both answers);
 /// 6. the running sums of payments and reversals ([`Sums`]), which only add (a contract with
 ///    assignments too gets its sums in the same statement: one new version of the row).
 ///
@@ -472,7 +473,7 @@ impl Deferred {
     }
 
     /// A rebuild's flush after each page: like [`flush`](Self::flush), but the updates of
-    /// existing rows (patches other than the matches', and the sums) stay held back until
+    /// existing rows (patches, the statuses of answered matches, and the sums) stay held back until
     /// `updates_held_max` rows wait for one ([`UPDATES_HELD_MAX`] by default), or the last page. Per row, those updates
     /// merge (a later value replaces an earlier one, sums add, the later position wins), so
     /// each row is then updated once or twice in the rebuild instead of after every page
@@ -485,9 +486,9 @@ impl Deferred {
         self.flush_with(tx, held < updates_held_max).await
     }
 
-    /// Rows with a held-back update, other than the matches'.
+    /// Rows with a held-back update.
     fn updates_held(&self) -> usize {
-        [&self.organisations, &self.accreditations, &self.achievements, &self.demands, &self.contracts]
+        [&self.organisations, &self.accreditations, &self.achievements, &self.demands, &self.matches, &self.contracts]
             .iter()
             .map(|p| p.rows.len())
             .sum::<usize>()
@@ -502,12 +503,12 @@ impl Deferred {
         self.completers_inserted.clear();
         self.achievements_inserted.clear();
         self.inserts.write(tx).await?;
-        // The statuses of answered matches follow from their patches: never held.
-        self.matches.write(tx).await?;
-        self.write_match_statuses(tx).await?;
         if hold_updates {
             return Ok(());
         }
+        // The statuses of answered matches follow from their patches, which come first.
+        self.matches.write(tx).await?;
+        self.write_match_statuses(tx).await?;
         for patches in [&mut self.organisations, &mut self.accreditations, &mut self.achievements, &mut self.demands] {
             patches.write(tx).await?;
         }
