@@ -656,6 +656,12 @@ async fn failed_rebuilds_change_nothing(
         "seed {}: the scenario records payments, which add to their contracts",
         scenario.seed
     );
+    assert!(
+        before.iter().any(|l| l.starts_with("achievements: ")
+            && (l.contains("completers_locked=true") || l.contains("completers_locked=1"))),
+        "seed {}: the scenario signs contracts for achievements, which lock their completers",
+        scenario.seed
+    );
     let indexes = db.index_definitions().await;
     db.execute_raw(plant).await.unwrap();
     for options in [RebuildOptions::default(), RebuildOptions { page_rows: 3, updates_held_max: 0 }] {
@@ -707,20 +713,22 @@ both_backends!(a_rebuild_that_fails_halfway_leaves_the_read_models_as_they_were,
 // its row means the read models and the log disagree. On PostgreSQL the check is made where
 // the writes run, behind the replay.
 both_backends!(a_rebuild_whose_update_misses_its_row_stops_and_leaves_the_read_models_as_they_were, |db| async move {
-    // A trigger that skips every update of a contract: the statement then changes no row.
+    // A trigger that skips every update of an achievement (its completers are locked by its
+    // first contract): the statement then changes no row. (A rebuild writes each contract
+    // once, whole, and updates none.)
     let planted = match db.backend {
         Backend::Postgres => (
             "CREATE FUNCTION skipped_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$; \
-             CREATE TRIGGER skipped_update BEFORE UPDATE ON contracts FOR EACH ROW EXECUTE FUNCTION skipped_update()",
-            "DROP TRIGGER skipped_update ON contracts; DROP FUNCTION skipped_update()",
+             CREATE TRIGGER skipped_update BEFORE UPDATE ON achievements FOR EACH ROW EXECUTE FUNCTION skipped_update()",
+            "DROP TRIGGER skipped_update ON achievements; DROP FUNCTION skipped_update()",
         ),
         Backend::Sqlite => (
-            "CREATE TRIGGER skipped_update BEFORE UPDATE ON contracts BEGIN SELECT RAISE(IGNORE); END",
+            "CREATE TRIGGER skipped_update BEFORE UPDATE ON achievements BEGIN SELECT RAISE(IGNORE); END",
             "DROP TRIGGER skipped_update",
         ),
     };
     let (store, ..) = failed_rebuilds_change_nothing(&db, planted, |err| {
-        matches!(err, ledger::store::StoreError::Inconsistent(m) if m.contains("of contracts changed 0 rows instead of"))
+        matches!(err, ledger::store::StoreError::Inconsistent(m) if m.contains("of achievements changed 0 rows instead of"))
     })
     .await;
     assert_rebuild_equals_live(&store).await;

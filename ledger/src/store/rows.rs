@@ -160,6 +160,17 @@ impl Rows {
         sink.write_rows(self, expect).await
     }
 
+    /// The rows collected, one `Vec` each, taken out: `self` keeps its statement.
+    pub(super) fn take_rows(&mut self) -> Vec<Vec<Value>> {
+        let values = std::mem::take(&mut self.values);
+        let mut rows = Vec::with_capacity(values.len() / self.columns);
+        let mut values = values.into_iter();
+        while values.len() > 0 {
+            rows.push(values.by_ref().take(self.columns).collect());
+        }
+        rows
+    }
+
     /// The rows collected, taken out: `self` keeps its statement and no rows.
     pub(super) fn take(&mut self) -> Rows {
         Rows {
