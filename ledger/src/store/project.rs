@@ -156,11 +156,7 @@ impl Default for Inserts {
                 9,
                 "",
             ),
-            contracts: Rows::new(
-                format!("INSERT INTO contracts ({}) VALUES", CONTRACT_COLUMNS.join(", ")),
-                CONTRACT_COLUMNS.len(),
-                "",
-            ),
+            contracts: Rows::new(CONTRACTS_INSERT.as_str(), CONTRACT_COLUMNS.len(), ""),
             payments: Rows::new(
                 "INSERT INTO payments (id, contract_id, amount_fen, settled_at, settlement_date, bank_reference, \
                  reversed_fen, created_position, updated_position) VALUES",
@@ -515,11 +511,11 @@ impl Deferred {
     fn hold_contracts(&mut self) -> Result<(), StoreError> {
         for row in self.inserts.contracts.take_rows() {
             let Value::Text(Some(id)) = &row[0] else { unreachable!("a contract's id is its first value, as text") };
-            let id = id.clone();
-            if self.contracts_held.insert(id.clone(), row).is_some() {
+            if self.contracts_held.contains_key(id) {
                 // Written as rows, the second would fail on the primary key.
                 return Err(StoreError::Inconsistent(format!("the log signs contract {id} twice")));
             }
+            self.contracts_held.insert(id.clone(), row);
         }
         let held = &mut self.contracts_held;
         self.contracts.rows.retain(|id, patch| {
@@ -615,6 +611,11 @@ const CONTRACT_COLUMNS: [&str; 22] = [
     "created_position",
     "updated_position",
 ];
+
+/// `INSERT INTO contracts (..) VALUES` with [`CONTRACT_COLUMNS`], made once rather than for
+/// every append batch.
+static CONTRACTS_INSERT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("INSERT INTO contracts ({}) VALUES", CONTRACT_COLUMNS.join(", ")));
 
 fn contract_column(column: &str) -> usize {
     CONTRACT_COLUMNS.iter().position(|c| *c == column).unwrap_or_else(|| panic!("contracts have no column {column}"))

@@ -535,9 +535,8 @@ impl WritesBehind {
     /// Sends the rows still held and waits for every write: the rebuild's transaction, or
     /// the first error.
     async fn finish(mut self) -> Result<TxRebuild, StoreError> {
-        for copy in self.copies.drain_all() {
-            self.queue(Write::Copy(copy)).await?;
-        }
+        let copies = self.copies.drain_all();
+        self.queue_copies(copies).await?;
         self.stopped().await.expect("a replay that ended well saw no write fail")
     }
 
@@ -545,6 +544,13 @@ impl WritesBehind {
     /// back) before the replay's error is returned.
     async fn abandon(mut self) {
         drop(self.stopped().await);
+    }
+
+    async fn queue_copies(&mut self, copies: Vec<TableCopy>) -> Result<(), StoreError> {
+        for copy in copies {
+            self.queue(Write::Copy(copy)).await?;
+        }
+        Ok(())
     }
 
     async fn queue(&mut self, write: Write) -> Result<(), StoreError> {
@@ -576,15 +582,13 @@ impl Sink for WritesBehind {
         if let Some(taken) = self.copies.take(rows) {
             expect.check(taken)?;
             if self.copies.is_full() {
-                for copy in self.copies.drain_all() {
-                    self.queue(Write::Copy(copy)).await?;
-                }
+                let copies = self.copies.drain_all();
+                self.queue_copies(copies).await?;
             }
             return Ok(());
         }
-        for copy in self.copies.drain_for(rows) {
-            self.queue(Write::Copy(copy)).await?;
-        }
+        let copies = self.copies.drain_for(rows);
+        self.queue_copies(copies).await?;
         self.queue(Write::Statements(rows.take(), expect)).await
     }
 }
