@@ -94,7 +94,9 @@ impl TestDb {
         }
     }
 
-    /// Every index of the database, as the engine prints its definition, sorted.
+    /// Every index of the database, as the engine prints its definition, sorted; on
+    /// PostgreSQL with every constraint's (a rebuild drops the primary keys and adds them
+    /// again: an index alone in place of one would not be the same).
     pub async fn index_definitions(&self) -> Vec<String> {
         let mut definitions: Vec<String> = match self.backend {
             Backend::Sqlite => {
@@ -108,10 +110,16 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&self.url).await.expect("connect");
-                sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()")
-                    .fetch_all(&mut c)
-                    .await
-                    .expect("list the indexes")
+                sqlx::query_scalar(
+                    "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+                     UNION ALL \
+                     SELECT format('%s %s: %s', k.conrelid::regclass, k.conname, pg_get_constraintdef(k.oid)) \
+                     FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace \
+                     WHERE n.nspname = current_schema()",
+                )
+                .fetch_all(&mut c)
+                .await
+                .expect("list the indexes")
             }
         };
         definitions.sort();

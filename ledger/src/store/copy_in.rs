@@ -142,7 +142,7 @@ impl TableCopy {
 
 /// The table a statement starts by naming: `t` in `INSERT INTO t (..`, `UPDATE t SET ..`,
 /// `DELETE FROM t WHERE ..`.
-fn table_of(head: &str) -> Option<&str> {
+pub(super) fn table_of(head: &str) -> Option<&str> {
     let rest = ["INSERT INTO ", "UPDATE ", "DELETE FROM "].iter().find_map(|verb| head.strip_prefix(verb))?;
     let table = rest.split([' ', '(']).next()?;
     (!table.is_empty()).then_some(table)

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::copy_in::{CopyBuffer, TableCopy};
+use super::copy_in::{CopyBuffer, TableCopy, table_of};
 use super::policy::PgReader;
 use super::read::Which;
 use super::rows::{Expect, Rows, Sink, SqliteSink, blocking};
@@ -89,7 +89,7 @@ impl Store {
         let mut runtime = self.policy_runtime.lock().await;
         runtime.invalidate();
         let mut projections = Projections::new();
-        let mut target = TxRebuild { tx, dropped_indexes: Vec::new() };
+        let mut target = TxRebuild { tx, dropped: Dropped::default() };
         let replayed = if matches!(self.db, super::Db::Postgres(_)) {
             target.empty_read_models().await?;
             let head = target.head().await?;
@@ -227,14 +227,37 @@ trait Replaying: Sink {
 /// the replay, see [`WritesBehind`]), and on an in-memory SQLite database.
 struct TxRebuild {
     tx: Tx,
-    /// PostgreSQL: the definitions of the indexes dropped for the rebuild, to be created
-    /// again before its commit (see `empty_read_models`).
-    dropped_indexes: Vec<String>,
+    /// PostgreSQL: what `empty_read_models` dropped, to be made again.
+    dropped: Dropped,
 }
 
+/// PostgreSQL: the keys and indexes a rebuild drops from the read-model tables (see
+/// `empty_read_models`).
+#[derive(Default)]
+struct Dropped {
+    /// The primary keys and unique constraints: a table and the statement that adds its
+    /// constraint again, before the first statement that names the table (updates and
+    /// upserts find their rows through it, and `ON CONFLICT` needs it), or before the commit.
+    keys: Vec<(String, String)>,
+    /// The definitions of the other indexes, created again before the commit.
+    indexes: Vec<String>,
+}
+
+/// The read-model tables' primary keys and unique constraints: their table, the statement
+/// that adds one again and the one that drops it.
+const KEYS: &str = "\
+    SELECT t.relname::text, \
+      format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, t.relname, k.conname, pg_get_constraintdef(k.oid)), \
+      format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, t.relname, k.conname) \
+    FROM pg_constraint k \
+    JOIN pg_class t ON t.oid = k.conrelid \
+    JOIN pg_namespace n ON n.oid = t.relnamespace \
+    WHERE n.nspname = current_schema() AND t.relname = ANY($1) AND k.contype IN ('p', 'u') \
+    ORDER BY t.relname, k.conname";
+
 /// The read-model tables' indexes that back no constraint and are not unique, with their
-/// definitions and their quoted, schema-qualified names. Primary keys and unique indexes
-/// stay: updates and upserts find their rows through them, and `ON CONFLICT` needs them.
+/// definitions and their quoted, schema-qualified names. (Unique indexes outside a
+/// constraint stay: there are none, and a rebuild would not know when one is needed.)
 const SECONDARY_INDEXES: &str = "\
     SELECT pg_get_indexdef(x.indexrelid), format('%I.%I', n.nspname, c.relname) \
     FROM pg_index x \
@@ -247,13 +270,27 @@ const SECONDARY_INDEXES: &str = "\
     ORDER BY c.relname";
 
 impl TxRebuild {
-    /// Creates again the indexes `empty_read_models` dropped (each from its whole table), and
-    /// commits.
+    /// Adds again the keys and creates again the indexes that `empty_read_models` dropped
+    /// (each from its whole table), and commits.
     async fn commit(mut self) -> Result<(), StoreError> {
-        for definition in std::mem::take(&mut self.dropped_indexes) {
+        self.make_keys(None).await?;
+        for definition in std::mem::take(&mut self.dropped.indexes) {
             execute!(&mut self.tx, sqlx::query(sqlx::AssertSqlSafe(definition)))?;
         }
         Ok(self.tx.commit().await?)
+    }
+
+    /// Adds again the dropped keys of `table` (of every table for `None`). A key whose table
+    /// holds one value twice fails here, as the inserts would have with it (a unique
+    /// violation).
+    async fn make_keys(&mut self, table: Option<&str>) -> Result<(), StoreError> {
+        let keys = std::mem::take(&mut self.dropped.keys);
+        let (make, keep) = keys.into_iter().partition(|(of, _)| table.is_none_or(|table| table == of));
+        self.dropped.keys = keep;
+        for (_, add) in make {
+            execute!(&mut self.tx, sqlx::query(sqlx::AssertSqlSafe(add)))?;
+        }
+        Ok(())
     }
 }
 
@@ -284,7 +321,12 @@ impl ReadAhead {
 }
 
 impl Sink for TxRebuild {
+    /// A statement reads and writes only the table it names (a table it does not know: any
+    /// table), through its key.
     async fn write_rows(&mut self, rows: &mut Rows, expect: Expect) -> Result<(), StoreError> {
+        if !self.dropped.keys.is_empty() {
+            self.make_keys(table_of(rows.postgres_statement().0)).await?;
+        }
         self.tx.write_rows(rows, expect).await
     }
 }
@@ -300,8 +342,11 @@ impl Rebuilding for TxRebuild {
     /// ([`SECONDARY_INDEXES`]) are dropped, and created again from the whole tables before
     /// the commit: the server sorts each table once instead of descending a B-tree for every
     /// row. Half of the server's samples in a rebuild with them were index inserts
-    /// (`btinsert`). The drop is part of the transaction: a failed rebuild leaves them as
-    /// they were.
+    /// (`btinsert`). The primary keys go too ([`KEYS`]), each added again before the first
+    /// statement that needs it, or before the commit: in a rebuild of the benchmark's default
+    /// year that kept them, their inserts were a third of the writing server's samples. The
+    /// drops are part of the transaction: a failed rebuild leaves them as they were, and
+    /// until the commit no reader sees the tables (`TRUNCATE` locks them).
     async fn empty_read_models(&mut self) -> Result<(), StoreError> {
         let statements = match &self.tx {
             Tx::Postgres(_) => vec![format!("TRUNCATE {}", READ_MODEL_TABLES.join(", "))],
@@ -318,7 +363,14 @@ impl Rebuilding for TxRebuild {
                 let drop = format!("DROP INDEX {}", names.join(", "));
                 sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut **tx).await?;
             }
-            self.dropped_indexes = indexes.into_iter().map(|(definition, _)| definition).collect();
+            self.dropped.indexes = indexes.into_iter().map(|(definition, _)| definition).collect();
+            let keys: Vec<(String, String, String)> =
+                sqlx::query_as(KEYS).bind(READ_MODEL_TABLES.to_vec()).fetch_all(&mut **tx).await?;
+            if !keys.is_empty() {
+                let drops: Vec<&str> = keys.iter().map(|(_, _, drop)| drop.as_str()).collect();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(drops.join("; "))).execute(&mut **tx).await?;
+            }
+            self.dropped.keys = keys.into_iter().map(|(table, add, _)| (table, add)).collect();
         }
         Ok(())
     }
