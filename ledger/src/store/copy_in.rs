@@ -190,15 +190,13 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> Option<()> {
         // bytea's hex form `\x..`, its backslash escaped for COPY.
         Value::Bytes(v) => {
             out.extend_from_slice(b"\\\\x");
-            for byte in v {
-                out.extend_from_slice(&[HEX_DIGITS[usize::from(byte >> 4)], HEX_DIGITS[usize::from(byte & 0xf)]]);
-            }
+            let start = out.len();
+            out.resize(start + 2 * v.len(), 0);
+            hex::encode_to_slice(v, &mut out[start..]).expect("two hex digits per byte fit the room made for them");
         }
     }
     Some(())
 }
-
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// The text with its separators and backslashes escaped, copied a run at a time.
 fn escape(out: &mut Vec<u8>, text: &str) {

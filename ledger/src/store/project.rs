@@ -63,9 +63,10 @@ pub(super) async fn record_projection_positions(
 ///    inserted in the same flush has none to delete);
 /// 3. every insert;
 /// 4. the column assignments to existing rows ([`Patches`]): per row, a later value of a
-///    column replaces an earlier one, so one statement per set of columns is enough (the
-///    matches' first, and right after them
-/// 5. the status of answered matches, which follows from both answers);
+///    column replaces an earlier one, so one statement per set of columns is enough; the
+///    matches' come first, because
+/// 5. the status of answered matches follows from both answers, and is written right after
+///    them, before the other tables' assignments;
 /// 6. the running sums of payments and reversals ([`Sums`]), which only add (a contract with
 ///    assignments too gets its sums in the same statement: one new version of the row).
 ///
