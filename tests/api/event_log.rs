@@ -662,6 +662,11 @@ async fn failed_rebuilds_change_nothing(
         "seed {}: the scenario signs contracts for achievements, which lock their completers",
         scenario.seed
     );
+    assert!(
+        before.iter().any(|l| l.starts_with("accreditations: ")),
+        "seed {}: the scenario accredits organisations, which updates them",
+        scenario.seed
+    );
     let indexes = db.index_definitions().await;
     db.execute_raw(plant).await.unwrap();
     for options in [RebuildOptions::default(), RebuildOptions { page_rows: 3, updates_held_max: 0 }] {
@@ -685,8 +690,8 @@ async fn failed_rebuilds_change_nothing(
 
 both_backends!(a_rebuild_that_fails_halfway_leaves_the_read_models_as_they_were, |db| async move {
     // A failure planted on the payments table: by the time the rebuild writes its first
-    // payment it has emptied every table and written the organisations, achievements and
-    // contracts of the first page.
+    // payment it has emptied every table and written the organisations of the first page
+    // (it holds the achievements and contracts, to write each once, whole).
     let planted = match db.backend {
         Backend::Postgres => (
             "CREATE FUNCTION planted_failure() RETURNS trigger LANGUAGE plpgsql AS \
@@ -713,22 +718,23 @@ both_backends!(a_rebuild_that_fails_halfway_leaves_the_read_models_as_they_were,
 // its row means the read models and the log disagree. On PostgreSQL the check is made where
 // the writes run, behind the replay.
 both_backends!(a_rebuild_whose_update_misses_its_row_stops_and_leaves_the_read_models_as_they_were, |db| async move {
-    // A trigger that skips every update of an achievement (its completers are locked by its
-    // first contract): the statement then changes no row. (A rebuild writes each contract
-    // once, whole, and updates none.)
+    // A trigger that skips every update of an organisation (an accreditation moves its
+    // `updated_position`): the statement then changes no row. (A rebuild writes each
+    // achievement, demand, match, contract and payment once, whole, and updates none of them
+    // unless its pages are small enough to write them before their updates.)
     let planted = match db.backend {
         Backend::Postgres => (
             "CREATE FUNCTION skipped_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$; \
-             CREATE TRIGGER skipped_update BEFORE UPDATE ON achievements FOR EACH ROW EXECUTE FUNCTION skipped_update()",
-            "DROP TRIGGER skipped_update ON achievements; DROP FUNCTION skipped_update()",
+             CREATE TRIGGER skipped_update BEFORE UPDATE ON organisations FOR EACH ROW EXECUTE FUNCTION skipped_update()",
+            "DROP TRIGGER skipped_update ON organisations; DROP FUNCTION skipped_update()",
         ),
         Backend::Sqlite => (
-            "CREATE TRIGGER skipped_update BEFORE UPDATE ON achievements BEGIN SELECT RAISE(IGNORE); END",
+            "CREATE TRIGGER skipped_update BEFORE UPDATE ON organisations BEGIN SELECT RAISE(IGNORE); END",
             "DROP TRIGGER skipped_update",
         ),
     };
     let (store, ..) = failed_rebuilds_change_nothing(&db, planted, |err| {
-        matches!(err, ledger::store::StoreError::Inconsistent(m) if m.contains("of achievements changed 0 rows instead of"))
+        matches!(err, ledger::store::StoreError::Inconsistent(m) if m.contains("of organisations changed 0 rows instead of"))
     })
     .await;
     assert_rebuild_equals_live(&store).await;
