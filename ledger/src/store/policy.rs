@@ -138,7 +138,8 @@ impl Store {
     /// last one empty (or an error): on a SQLite file only those `which` selects, elsewhere
     /// every one (a fold passes over the types it does not read). Two stages, each two pages ahead of the caller: a
     /// task reads the next pages (on a SQLite file, a blocking thread on a connection of its
-    /// own: see `bulk`; on PostgreSQL, as `pg_reader` says), and a blocking thread decodes them.
+    /// own: see `bulk`; on PostgreSQL, a binary `COPY` per page, where `pg_reader` says: see
+    /// [`copy_pages`]), and a blocking thread decodes them.
     pub(super) fn decoded_pages(
         &self,
         which: Which,
@@ -147,15 +148,14 @@ impl Store {
         page_rows: i64,
         pg_reader: PgReader,
     ) -> tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>> {
-        type Page<T> = Result<Vec<T>, StoreError>;
-        let (stored, mut to_decode) = tokio::sync::mpsc::channel::<Page<super::StoredEvent>>(2);
+        let (stored, mut to_decode) = tokio::sync::mpsc::channel::<Result<ReadPage, StoreError>>(2);
         let store = self.clone();
         // Each stage ends after the last (empty) page, at the first error, or when the next
         // stage stops listening.
         let last_of = |page: &Page<super::StoredEvent>| page.as_ref().ok()?.last().map(|r| r.position);
-        match self.bulk.clone() {
+        match (self.bulk.clone(), &self.db) {
             // SQLite file: read on a connection of its own, off sqlx (see `bulk`).
-            Some(reader) => drop(tokio::task::spawn_blocking(move || {
+            (Some(reader), _) => drop(tokio::task::spawn_blocking(move || {
                 let conn = match reader.open() {
                     Ok(conn) => conn,
                     Err(e) => return drop(stored.blocking_send(Err(e))),
@@ -164,7 +164,7 @@ impl Store {
                 loop {
                     let page = super::bulk::stored_page(&conn, which, after, upto, page_rows);
                     let next = last_of(&page);
-                    if stored.blocking_send(page).is_err() {
+                    if stored.blocking_send(page.map(ReadPage::Rows)).is_err() {
                         return;
                     }
                     match next {
@@ -173,35 +173,17 @@ impl Store {
                     }
                 }
             })),
-            None => drop(tokio::spawn(async move {
-                let mut own = match (pg_reader, &store.db) {
-                    (PgReader::OwnConnection, super::Db::Postgres(pool)) => {
-                        use sqlx::Connection as _;
-                        match sqlx::PgConnection::connect_with(&pool.connect_options()).await {
-                            Ok(connection) => Some(connection),
-                            Err(e) => return drop(stored.send(Err(e.into())).await),
-                        }
-                    }
-                    _ => None,
-                };
+            (None, super::Db::Postgres(pool)) => {
+                let pool = pool.clone();
+                drop(tokio::spawn(async move { copy_pages(&pool, pg_reader, (after, upto), page_rows, stored).await }))
+            }
+            // SQLite in memory (tests): through sqlx.
+            (None, super::Db::Sqlite(_)) => drop(tokio::spawn(async move {
                 let mut after = after;
                 loop {
-                    // Unfiltered: with the event-type filter and a `LIMIT`, PostgreSQL planned
-                    // a freshly imported log as a scan and a sort of the rest of the range per
-                    // page (a replay of the benchmark's year took 14.5 s instead of about 3 s).
-                    // The fold passes over the other types itself.
-                    let page = match &mut own {
-                        Some(connection) => sqlx::query_as(super::read::EVENTS_IN_RANGE)
-                            .bind(after)
-                            .bind(upto)
-                            .bind(page_rows)
-                            .fetch_all(connection)
-                            .await
-                            .map_err(StoreError::from),
-                        None => store.stored_in_range(after, upto, page_rows).await,
-                    };
+                    let page = store.stored_in_range(after, upto, page_rows).await;
                     let next = last_of(&page);
-                    if stored.send(page).await.is_err() {
+                    if stored.send(page.map(ReadPage::Rows)).await.is_err() {
                         return;
                     }
                     match next {
@@ -214,7 +196,7 @@ impl Store {
         let (decoded, next) = tokio::sync::mpsc::channel::<Page<RecordedEvent>>(2);
         tokio::task::spawn_blocking(move || {
             while let Some(page) = to_decode.blocking_recv() {
-                let page = page.and_then(|rows| rows.iter().map(super::StoredEvent::decode).collect::<Page<_>>());
+                let page = page.and_then(|read| read.decode());
                 let done = page.as_ref().map_or(true, Vec::is_empty);
                 if decoded.blocking_send(page).is_err() || done {
                     return;
@@ -222,6 +204,92 @@ impl Store {
             }
         });
         next
+    }
+}
+
+type Page<T> = Result<Vec<T>, StoreError>;
+
+/// A page of the log as read, before it is decoded.
+enum ReadPage {
+    /// Rows through sqlx or rusqlite (empty: the end of the range).
+    Rows(Vec<super::StoredEvent>),
+    /// A binary `COPY` of `rows` rows, none of them empty (`pgcopy`).
+    Copy { bytes: Vec<u8>, rows: usize },
+}
+
+impl ReadPage {
+    fn decode(self) -> Page<RecordedEvent> {
+        match self {
+            ReadPage::Rows(rows) => {
+                let mut events = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    events.push(row.decode()?);
+                }
+                Ok(events)
+            }
+            ReadPage::Copy { bytes, rows } => super::pgcopy::decode_page(&bytes, rows),
+        }
+    }
+}
+
+/// Reads the events in `(after, upto]` from PostgreSQL for [`Store::decoded_pages`], a binary
+/// `COPY` of a window of `page_rows` positions at a time, and ends with an empty page (or
+/// the first error). Every event type: the fold passes over those it does not read.
+///
+/// Windows of positions rather than `LIMIT`s, as in verification: the server scans the
+/// primary key over a short range whatever its statistics say (with a `LIMIT` it planned a
+/// freshly imported log as a scan and a sort of the rest of the range per page). Positions
+/// are gap-free (assigned under the append lock; `verify_chain` reports a gap), so a window
+/// without rows is past the head: the end.
+async fn copy_pages(
+    pool: &sqlx::PgPool,
+    reader: PgReader,
+    (mut after, upto): (Position, Position),
+    page_rows: i64,
+    stored: tokio::sync::mpsc::Sender<Result<ReadPage, StoreError>>,
+) {
+    let mut own = match reader {
+        PgReader::OwnConnection => {
+            use sqlx::Connection as _;
+            match sqlx::PgConnection::connect_with(&pool.connect_options()).await {
+                Ok(connection) => Some(connection),
+                Err(e) => return drop(stored.send(Err(e.into())).await),
+            }
+        }
+        PgReader::Pool => None,
+    };
+    let end = ReadPage::Rows(Vec::new());
+    let mut capacity = 0;
+    loop {
+        if after >= upto {
+            return drop(stored.send(Ok(end)).await);
+        }
+        let window = after.saturating_add(page_rows.max(1)).min(upto);
+        let source = match &mut own {
+            Some(connection) => super::pgcopy::Source::Connection(connection),
+            None => super::pgcopy::Source::Pool(pool),
+        };
+        let page = super::pgcopy::event_page(source, after, window, Vec::with_capacity(capacity)).await;
+        let mut last = None;
+        let counted = page.and_then(|bytes| {
+            let rows = super::pgcopy::rows(&bytes, |f, _| {
+                last = Some(f.position);
+                true
+            })?;
+            Ok((bytes, rows as usize))
+        });
+        let page = match (counted, last) {
+            (Ok((bytes, rows)), Some(position)) => {
+                capacity = capacity.max(bytes.len());
+                after = position;
+                ReadPage::Copy { bytes, rows }
+            }
+            (Ok(_), None) => return drop(stored.send(Ok(end)).await),
+            (Err(e), _) => return drop(stored.send(Err(e)).await),
+        };
+        if stored.send(Ok(page)).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -74,16 +74,47 @@ impl Which {
 
 impl StoredEvent {
     pub fn decode(&self) -> Result<RecordedEvent, StoreError> {
-        let event = Event::decode(&self.event_type, self.schema_version, &self.payload)
+        StoredEventRef {
+            position: self.position,
+            stream_id: &self.stream_id,
+            stream_version: self.stream_version,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+            recorded_at: self.recorded_at,
+            hash: &self.hash,
+        }
+        .decode()
+    }
+}
+
+/// A [`StoredEvent`] whose text lies in someone else's buffer (a page of a binary `COPY`:
+/// `pgcopy::decode_page`), decoded without first copying it into strings of its own.
+pub(super) struct StoredEventRef<'a> {
+    pub position: i64,
+    pub stream_id: &'a str,
+    pub stream_version: i64,
+    pub event_type: &'a str,
+    pub schema_version: i32,
+    pub payload: &'a str,
+    pub metadata: &'a str,
+    pub recorded_at: DateTime<Utc>,
+    pub hash: &'a [u8],
+}
+
+impl StoredEventRef<'_> {
+    pub(super) fn decode(&self) -> Result<RecordedEvent, StoreError> {
+        let event = Event::decode(self.event_type, self.schema_version, self.payload)
             .map_err(|source| StoreError::Decode { position: self.position, source })?;
-        let metadata: Metadata = serde_json::from_str(&self.metadata).map_err(|e| StoreError::Decode {
+        let metadata: Metadata = serde_json::from_str(self.metadata).map_err(|e| StoreError::Decode {
             position: self.position,
             source: DecodeError::Payload { event_type: "metadata".into(), source: e },
         })?;
-        let hash: Hash = super::append::to_hash(self.position, &self.hash)?;
+        let hash: Hash = super::append::to_hash(self.position, self.hash)?;
         Ok(RecordedEvent {
             position: self.position,
-            stream_id: StreamId(self.stream_id.clone()),
+            stream_id: StreamId(self.stream_id.to_owned()),
             stream_version: self.stream_version,
             stored_schema_version: self.schema_version,
             event,

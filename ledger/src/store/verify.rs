@@ -284,7 +284,7 @@ async fn check_copied_range(
 ) -> Result<RangeCheck, StoreError> {
     let window = |after: Position| (after, (after + page_rows).min(hi));
     let (mut after, mut upto) = window(lo);
-    let mut page = pgcopy::event_page(pool, after, upto, Vec::new()).await?;
+    let mut page = pgcopy::event_page(pgcopy::Source::Pool(pool), after, upto, Vec::new()).await?;
     // Two buffers take turns: one page is hashed while the next is read into the other.
     let mut spare = Vec::new();
     while after < hi {
@@ -299,7 +299,13 @@ async fn check_copied_range(
         (after, upto) = window(upto);
         let buffer = std::mem::take(&mut spare);
         let (next, hashed) = tokio::join!(
-            async { if after < hi { pgcopy::event_page(pool, after, upto, buffer).await } else { Ok(buffer) } },
+            async {
+                if after < hi {
+                    pgcopy::event_page(pgcopy::Source::Pool(pool), after, upto, buffer).await
+                } else {
+                    Ok(buffer)
+                }
+            },
             hashing
         );
         let (intact, n);
