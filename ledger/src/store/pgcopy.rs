@@ -202,7 +202,7 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A binary COPY page built by hand, as PostgreSQL lays it out.
@@ -286,7 +286,7 @@ mod tests {
     }
 
     /// A stored row of a real event, as sqlx would read it.
-    fn stored(position: i64, recorded_at_micros: i64) -> crate::store::StoredEvent {
+    pub(in crate::store) fn stored(position: i64, recorded_at_micros: i64) -> crate::store::StoredEvent {
         use crate::actor::Role;
         use crate::event::Metadata;
         let (_, events) = crate::domain::testing::university("500106");

@@ -193,10 +193,15 @@ impl Store {
                 }
             })),
         }
+        // Unfiltered reads must give every position in the range, once, in order.
+        let mut positions = (which == Which::All || self.bulk.is_none()).then(|| Positions::new(after, upto));
         let (decoded, next) = tokio::sync::mpsc::channel::<Page<RecordedEvent>>(2);
         tokio::task::spawn_blocking(move || {
             while let Some(page) = to_decode.blocking_recv() {
-                let page = page.and_then(|read| read.decode());
+                let page = page.and_then(|read| read.decode()).and_then(|events| match &mut positions {
+                    Some(positions) => positions.check(events),
+                    None => Ok(events),
+                });
                 let done = page.as_ref().map_or(true, Vec::is_empty);
                 if decoded.blocking_send(page).is_err() || done {
                     return;
@@ -213,7 +218,7 @@ type Page<T> = Result<Vec<T>, StoreError>;
 enum ReadPage {
     /// Rows through sqlx or rusqlite (empty: the end of the range).
     Rows(Vec<super::StoredEvent>),
-    /// A binary `COPY` of `rows` rows, none of them empty (`pgcopy`).
+    /// A binary `COPY` of `rows` rows (`pgcopy`).
     Copy { bytes: Vec<u8>, rows: usize },
 }
 
@@ -232,15 +237,52 @@ impl ReadPage {
     }
 }
 
+/// The positions an unfiltered read of `(after, upto]` must deliver: each one, in order, and
+/// all of them before its last (empty) page. `upto` is at most the head, so every position up
+/// to it is committed and visible; one missing is a gap in the log or a read gone wrong, and a
+/// replay or rebuild past it would be wrong without a sign.
+struct Positions {
+    next: Position,
+    after: Position,
+    upto: Position,
+}
+
+impl Positions {
+    fn new(after: Position, upto: Position) -> Self {
+        Positions { next: after + 1, after, upto }
+    }
+
+    fn check(&mut self, events: Vec<RecordedEvent>) -> Page<RecordedEvent> {
+        for event in &events {
+            if event.position != self.next {
+                return Err(self.missing(format!("position {}", event.position)));
+            }
+            self.next += 1;
+        }
+        if events.is_empty() && self.next <= self.upto {
+            return Err(self.missing("the end of the log".into()));
+        }
+        Ok(events)
+    }
+
+    fn missing(&self, instead: String) -> StoreError {
+        let (next, after, upto) = (self.next, self.after, self.upto);
+        StoreError::Inconsistent(format!(
+            "reading the event log from {after} up to {upto}, position {next} was missing ({instead} came instead): \
+             run verify-ledger"
+        ))
+    }
+}
+
 /// Reads the events in `(after, upto]` from PostgreSQL for [`Store::decoded_pages`], a binary
 /// `COPY` of a window of `page_rows` positions at a time, and ends with an empty page (or
 /// the first error). Every event type: the fold passes over those it does not read.
 ///
 /// Windows of positions rather than `LIMIT`s, as in verification: the server scans the
 /// primary key over a short range whatever its statistics say (with a `LIMIT` it planned a
-/// freshly imported log as a scan and a sort of the rest of the range per page). Positions
-/// are gap-free (assigned under the append lock; `verify_chain` reports a gap), so a window
-/// without rows is past the head: the end.
+/// freshly imported log as a scan and a sort of the rest of the range per page). Positions are
+/// gap-free, and `upto` is at most the head, so every window comes back whole: the decoding
+/// stage checks it ([`Positions`]).
 async fn copy_pages(
     pool: &sqlx::PgPool,
     reader: PgReader,
@@ -270,26 +312,16 @@ async fn copy_pages(
             None => super::pgcopy::Source::Pool(pool),
         };
         let page = super::pgcopy::event_page(source, after, window, Vec::with_capacity(capacity)).await;
-        let mut last = None;
-        let counted = page.and_then(|bytes| {
-            let rows = super::pgcopy::rows(&bytes, |f, _| {
-                last = Some(f.position);
-                true
-            })?;
-            Ok((bytes, rows as usize))
+        let page = page.and_then(|bytes| {
+            let rows = super::pgcopy::rows(&bytes, |_, _| true)? as usize;
+            capacity = capacity.max(bytes.len());
+            Ok(ReadPage::Copy { bytes, rows })
         });
-        let page = match (counted, last) {
-            (Ok((bytes, rows)), Some(position)) => {
-                capacity = capacity.max(bytes.len());
-                after = position;
-                ReadPage::Copy { bytes, rows }
-            }
-            (Ok(_), None) => return drop(stored.send(Ok(end)).await),
-            (Err(e), _) => return drop(stored.send(Err(e)).await),
-        };
-        if stored.send(Ok(page)).await.is_err() {
+        let failed = page.is_err();
+        if stored.send(page).await.is_err() || failed {
             return;
         }
+        after = window;
     }
 }
 
@@ -554,5 +586,40 @@ impl PolicyWriter {
         self.turnover_cells.drain().for_each(|(_, row)| cells.push(row));
         cells.write(tx, Expect::Any).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(positions: &[Position]) -> Vec<RecordedEvent> {
+        positions.iter().map(|&p| super::super::pgcopy::tests::stored(p, 0).decode().unwrap()).collect()
+    }
+
+    #[test]
+    fn an_unfiltered_read_gives_every_position_of_its_range_once_and_in_order() {
+        let mut positions = Positions::new(2, 6);
+        for page in [&[3, 4][..], &[5, 6], &[]] {
+            let checked = positions.check(events(page)).unwrap();
+            assert_eq!(checked.iter().map(|e| e.position).collect::<Vec<_>>(), page);
+        }
+        // A range already passed (a fold ahead of `upto`) ends at once.
+        assert!(Positions::new(7, 6).check(vec![]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_position_missing_repeated_or_cut_off_stops_the_read() {
+        let error = |pages: &[&[Position]]| {
+            let mut positions = Positions::new(0, 5);
+            let mut checked = pages.iter().map(|page| positions.check(events(page)));
+            checked.find_map(Result::err).expect("the read stops").to_string()
+        };
+        let skipped = error(&[&[1, 2], &[4, 5]]);
+        assert!(skipped.contains("position 3 was missing (position 4 came instead)"), "{skipped}");
+        assert!(error(&[&[1, 1]]).contains("position 2 was missing (position 1 came instead)"));
+        let cut = error(&[&[1, 2], &[]]);
+        assert!(cut.contains("from 0 up to 5, position 3 was missing (the end of the log came instead)"), "{cut}");
+        assert!(cut.contains("run verify-ledger"), "{cut}");
     }
 }
