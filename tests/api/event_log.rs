@@ -720,8 +720,8 @@ both_backends!(a_rebuild_that_fails_halfway_leaves_the_read_models_as_they_were,
 both_backends!(a_rebuild_whose_update_misses_its_row_stops_and_leaves_the_read_models_as_they_were, |db| async move {
     // A trigger that skips every update of an organisation (an accreditation moves its
     // `updated_position`): the statement then changes no row. (A rebuild writes each
-    // achievement, demand, match, contract and payment once, whole, and updates none of them
-    // unless its pages are small enough to write them before their updates.)
+    // achievement, demand, match and contract once, whole, and updates none of them unless it
+    // has to write them before their updates: see `Deferred::flush_page`.)
     let planted = match db.backend {
         Backend::Postgres => (
             "CREATE FUNCTION skipped_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$; \

@@ -25,6 +25,15 @@ pub enum MatchStatus {
 }
 
 impl MatchStatus {
+    /// Declined once either side declines, accepted once both accept, else proposed.
+    pub fn of(owner_answer: Option<Answer>, enterprise_answer: Option<Answer>) -> MatchStatus {
+        match (owner_answer, enterprise_answer) {
+            (Some(Answer::Declined), _) | (_, Some(Answer::Declined)) => MatchStatus::Declined,
+            (Some(Answer::Accepted), Some(Answer::Accepted)) => MatchStatus::Accepted,
+            _ => MatchStatus::Proposed,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MatchStatus::Proposed => "proposed",
@@ -46,11 +55,7 @@ pub struct Match {
 
 impl Match {
     pub fn status(&self) -> MatchStatus {
-        match (self.owner_answer, self.enterprise_answer) {
-            (Some(Answer::Declined), _) | (_, Some(Answer::Declined)) => MatchStatus::Declined,
-            (Some(Answer::Accepted), Some(Answer::Accepted)) => MatchStatus::Accepted,
-            _ => MatchStatus::Proposed,
-        }
+        MatchStatus::of(self.owner_answer, self.enterprise_answer)
     }
 
     fn answer(&self, side: MatchSide) -> Option<Answer> {

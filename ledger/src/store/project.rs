@@ -561,12 +561,18 @@ struct Table {
     /// so twice.
     inserted: &'static str,
     /// `INSERT INTO name (columns) VALUES`, made once rather than for every append batch.
-    statement: std::sync::LazyLock<String>,
+    statement: std::sync::OnceLock<String>,
 }
 
 impl Table {
+    const fn new(name: &'static str, columns: &'static [&'static str], inserted: &'static str) -> Table {
+        Table { name, columns, inserted, statement: std::sync::OnceLock::new() }
+    }
+
     fn insert(&'static self) -> Rows {
-        Rows::new(self.statement.as_str(), self.columns.len(), "")
+        let statement =
+            self.statement.get_or_init(|| format!("INSERT INTO {} ({}) VALUES", self.name, self.columns.join(", ")));
+        Rows::new(statement.as_str(), self.columns.len(), "")
     }
 
     fn column(&self, column: &str) -> usize {
@@ -575,10 +581,6 @@ impl Table {
             .position(|c| *c == column)
             .unwrap_or_else(|| panic!("{} have no column {column}", self.name))
     }
-}
-
-fn insert_statement(table: &str, columns: &[&str]) -> String {
-    format!("INSERT INTO {table} ({}) VALUES", columns.join(", "))
 }
 
 const ACHIEVEMENT_COLUMNS: [&str; 14] = [
@@ -597,12 +599,7 @@ const ACHIEVEMENT_COLUMNS: [&str; 14] = [
     "created_position",
     "updated_position",
 ];
-static ACHIEVEMENTS: Table = Table {
-    name: "achievements",
-    columns: &ACHIEVEMENT_COLUMNS,
-    inserted: "lists achievement",
-    statement: std::sync::LazyLock::new(|| insert_statement("achievements", &ACHIEVEMENT_COLUMNS)),
-};
+static ACHIEVEMENTS: Table = Table::new("achievements", &ACHIEVEMENT_COLUMNS, "lists achievement");
 
 const DEMAND_COLUMNS: [&str; 11] = [
     "id",
@@ -617,12 +614,7 @@ const DEMAND_COLUMNS: [&str; 11] = [
     "created_position",
     "updated_position",
 ];
-static DEMANDS: Table = Table {
-    name: "demands",
-    columns: &DEMAND_COLUMNS,
-    inserted: "posts demand",
-    statement: std::sync::LazyLock::new(|| insert_statement("demands", &DEMAND_COLUMNS)),
-};
+static DEMANDS: Table = Table::new("demands", &DEMAND_COLUMNS, "posts demand");
 
 const MATCH_COLUMNS: [&str; 11] = [
     "id",
@@ -637,12 +629,7 @@ const MATCH_COLUMNS: [&str; 11] = [
     "created_position",
     "updated_position",
 ];
-static MATCHES: Table = Table {
-    name: "matches",
-    columns: &MATCH_COLUMNS,
-    inserted: "proposes match",
-    statement: std::sync::LazyLock::new(|| insert_statement("matches", &MATCH_COLUMNS)),
-};
+static MATCHES: Table = Table::new("matches", &MATCH_COLUMNS, "proposes match");
 
 const CONTRACT_COLUMNS: [&str; 22] = [
     "id",
@@ -668,12 +655,7 @@ const CONTRACT_COLUMNS: [&str; 22] = [
     "created_position",
     "updated_position",
 ];
-static CONTRACTS: Table = Table {
-    name: "contracts",
-    columns: &CONTRACT_COLUMNS,
-    inserted: "signs contract",
-    statement: std::sync::LazyLock::new(|| insert_statement("contracts", &CONTRACT_COLUMNS)),
-};
+static CONTRACTS: Table = Table::new("contracts", &CONTRACT_COLUMNS, "signs contract");
 
 const PAYMENT_COLUMNS: [&str; 9] = [
     "id",
@@ -686,12 +668,7 @@ const PAYMENT_COLUMNS: [&str; 9] = [
     "created_position",
     "updated_position",
 ];
-static PAYMENTS: Table = Table {
-    name: "payments",
-    columns: &PAYMENT_COLUMNS,
-    inserted: "records payment",
-    statement: std::sync::LazyLock::new(|| insert_statement("payments", &PAYMENT_COLUMNS)),
-};
+static PAYMENTS: Table = Table::new("payments", &PAYMENT_COLUMNS, "records payment");
 
 /// The rows a rebuild holds, per table (see [`Deferred::flush_page`]). Not the payments: a
 /// year's 165,430 payments had 2,906 reversals, and held they would fill
@@ -788,20 +765,20 @@ impl Held {
         });
     }
 
-    /// Sets the status of the held match `id` from its answers, as
-    /// [`Deferred::write_match_statuses`] does for written ones. False when it is not held.
+    /// Sets the status of the held match `id` from its answers by the domain's rule
+    /// (`MatchStatus::of`), as [`Deferred::write_match_statuses`] does in SQL for written ones.
+    /// False when it is not held.
     fn derive_match_status(&mut self, id: &str) -> bool {
+        use crate::domain::matching::{Answer, MatchStatus};
         let Some(row) = self.rows.get_mut(id) else { return false };
         let answer = |column: &str| match &row[MATCHES.column(column)] {
-            Value::Text(answer) => answer.as_deref(),
-            _ => unreachable!("a match's answers are text"),
+            Value::Text(None) => None,
+            Value::Text(Some(answer)) if answer == "accepted" => Some(Answer::Accepted),
+            Value::Text(Some(answer)) if answer == "declined" => Some(Answer::Declined),
+            other => unreachable!("a match's answer is accepted, declined or none, not {other:?}"),
         };
-        let status = match (answer("owner_answer"), answer("enterprise_answer")) {
-            (Some("declined"), _) | (_, Some("declined")) => "declined",
-            (Some("accepted"), Some("accepted")) => "accepted",
-            _ => "proposed",
-        };
-        row[MATCHES.column("status")] = status.into();
+        let status = MatchStatus::of(answer("owner_answer"), answer("enterprise_answer"));
+        row[MATCHES.column("status")] = status.as_str().into();
         true
     }
 
