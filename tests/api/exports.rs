@@ -842,6 +842,8 @@ both_backends!(a_year_of_more_than_100000_rows_exports_in_bounded_memory, |db| a
 // pages at once. Wherever the cuts fall (between positions, or between the lines of one
 // position), the pages hold each line of the year up to the statement's position exactly
 // once, in `(position, seq)` order, and each page but the last ends where the next starts.
+// Each line carries its achievement's title and its contract's number as the tables hold
+// them now (none where there is no such row), whichever page it falls in.
 both_backends!(pages_of_a_years_lines_cut_anywhere_hold_each_line_once_in_order, |db| async move {
     use ledger::policy::PolicyKind;
     use ledger::store::stream::LineCursor;
@@ -852,13 +854,44 @@ both_backends!(pages_of_a_years_lines_cut_anywhere_hold_each_line_once_in_order,
     let mut values = Vec::new();
     for position in 1..=20i64 {
         let year = if position % 3 == 0 { 2031 } else { 2030 };
+        // A position's three lines name one achievement and one contract, each named again
+        // seven positions later.
+        let achievement = format!("00000000-0000-7000-9000-{:012}", position % 7);
+        let contract = format!("00000000-0000-7000-9100-{:012}", position % 7);
         for seq in 0..3 {
             let id = format!("00000000-0000-7000-8000-{:012}", position * 10 + seq);
             values.push(format!(
-                "({position}, {seq}, 'payment', '{id}', 0, '{id}', '{id}', NULL, '{year}-03-01', {year}, \
+                "({position}, {seq}, 'payment', '{achievement}', 0, '{contract}', '{id}', NULL, '{year}-03-01', {year}, \
                  100, 100, 5, 1, NULL, 100, 5, FALSE)"
             ));
         }
+    }
+    // Achievements 0..=4 are listed and contracts 2..=6 signed: some lines name neither.
+    let title = |n: i64| format!("成果 {n}");
+    let number = |n: i64| format!("CQ-2030-{n:03}");
+    for n in 0..=4i64 {
+        db.execute_raw(&format!(
+            "INSERT INTO achievements (id, owner_id, title, field, description, patent_numbers, maturity, \
+             asking_price_fen, transfer_modes, status, completers_locked, listed_on, created_position, updated_position) \
+             VALUES ('00000000-0000-7000-9000-{n:012}', 'o', '{}', 'advanced_manufacturing', '', '[]', 5, NULL, '[]', \
+             'listed', FALSE, '2030-01-01', 1, 1)",
+            title(n)
+        ))
+        .await
+        .expect("achievement");
+    }
+    for n in 2..=6i64 {
+        db.execute_raw(&format!(
+            "INSERT INTO contracts (id, contract_number, contract_type, title, seller_id, buyer_id, achievement_id, \
+             match_id, broker_id, operating_center_id, contract_amount_fen, tech_transaction_amount_fen, signed_on, \
+             status, registration_number, registered_on, certified_tech_transaction_amount_fen, terminated_on, \
+             settled_fen, reversed_fen, created_position, updated_position) \
+             VALUES ('00000000-0000-7000-9100-{n:012}', '{}', 'transfer', 't', 's', 'b', NULL, NULL, NULL, NULL, \
+             100, 100, '2030-01-01', 'signed', NULL, NULL, NULL, NULL, 0, 0, 1, 1)",
+            number(n)
+        ))
+        .await
+        .expect("contract");
     }
     db.execute_raw(&format!(
         "INSERT INTO subsidy_lines (position, seq, line_kind, achievement_id, cap_period, contract_id, payment_id, \
@@ -884,6 +917,22 @@ both_backends!(pages_of_a_years_lines_cut_anywhere_hold_each_line_once_in_order,
                     assert_eq!(page.len(), page_lines as usize);
                     let last = &page.last().expect("a full page").line;
                     assert_eq!(LineCursor { position: last.position, seq: last.seq }, *next);
+                }
+                for e in &page {
+                    let n = e.line.position % 7;
+                    let (listed, signed) = ((0..=4).contains(&n), (2..=6).contains(&n));
+                    assert_eq!(
+                        e.achievement_title,
+                        listed.then(|| title(n)),
+                        "line {:?}",
+                        (e.line.position, e.line.seq)
+                    );
+                    assert_eq!(
+                        e.contract_number,
+                        signed.then(|| number(n)),
+                        "line {:?}",
+                        (e.line.position, e.line.seq)
+                    );
                 }
                 read.extend(page.iter().map(|e| (e.line.position, e.line.seq)));
             }
