@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::domain::matching::Answer;
 use crate::event::*;
 use crate::ids::StreamId;
 use crate::time::shanghai_date;
@@ -177,7 +178,7 @@ pub enum Change {
     AnswerMatch {
         match_id: String,
         side: MatchSide,
-        answer: &'static str,
+        answer: Answer,
     },
     InsertContract(ContractRow),
     RegisterContract {
@@ -325,10 +326,10 @@ pub fn changes(recorded: &RecordedEvent) -> Vec<Change> {
             proposed_on: on,
         })],
         Event::MatchAccepted(e) => {
-            vec![Change::AnswerMatch { match_id: e.match_id.to_string(), side: e.side, answer: "accepted" }]
+            vec![Change::AnswerMatch { match_id: e.match_id.to_string(), side: e.side, answer: Answer::Accepted }]
         }
         Event::MatchDeclined(e) => {
-            vec![Change::AnswerMatch { match_id: e.match_id.to_string(), side: e.side, answer: "declined" }]
+            vec![Change::AnswerMatch { match_id: e.match_id.to_string(), side: e.side, answer: Answer::Declined }]
         }
         Event::ContractSigned(e) => vec![
             Change::Claim {

@@ -17,6 +17,20 @@ pub enum Answer {
     Declined,
 }
 
+impl Answer {
+    /// As the read models store it (`matches.owner_answer`, `matches.enterprise_answer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Accepted => "accepted",
+            Answer::Declined => "declined",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Answer> {
+        [Answer::Accepted, Answer::Declined].into_iter().find(|a| a.as_str() == text)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchStatus {
     Proposed,
@@ -200,6 +214,13 @@ pub(crate) mod tests {
     use crate::command::{Command, RegisterBroker};
     use crate::domain::testing::*;
     use crate::vocabulary::TechField;
+
+    #[test]
+    fn an_answer_reads_back_as_stored() {
+        assert_eq!(Answer::parse("accepted"), Some(Answer::Accepted));
+        assert_eq!(Answer::parse("declined"), Some(Answer::Declined));
+        assert_eq!(Answer::parse("proposed"), None);
+    }
 
     pub struct Market {
         pub history: Vec<Event>,

@@ -354,7 +354,7 @@ impl Deferred {
                     MatchSide::Owner => "owner_answer",
                     MatchSide::Enterprise => "enterprise_answer",
                 };
-                self.matches.set(match_id, vec![(column, (*answer).into())], position);
+                self.matches.set(match_id, vec![(column, answer.as_str().into())], position);
                 self.matches_answered.insert(match_id.clone());
             }
             Change::InsertContract(r) => inserts.contracts.push(vec![
@@ -772,10 +772,10 @@ impl Held {
         use crate::domain::matching::{Answer, MatchStatus};
         let Some(row) = self.rows.get_mut(id) else { return false };
         let answer = |column: &str| match &row[MATCHES.column(column)] {
-            Value::Text(None) => None,
-            Value::Text(Some(answer)) if answer == "accepted" => Some(Answer::Accepted),
-            Value::Text(Some(answer)) if answer == "declined" => Some(Answer::Declined),
-            other => unreachable!("a match's answer is accepted, declined or none, not {other:?}"),
+            Value::Text(text) => {
+                text.as_deref().map(|a| Answer::parse(a).expect("a match's answer is accepted or declined"))
+            }
+            other => unreachable!("a match's answers are text, not {other:?}"),
         };
         let status = MatchStatus::of(answer("owner_answer"), answer("enterprise_answer"));
         row[MATCHES.column("status")] = status.as_str().into();
