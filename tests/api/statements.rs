@@ -270,3 +270,69 @@ async fn eligible_seller_buyer_and_achievement(
     let achievement = list_achievement(ledger, owner, &["60", "40"]).await;
     (owner, buyer, achievement)
 }
+
+// Migration 0008: subsidy and incentive lines written before their rows carried the contract
+// number take it from their contract, each its own; and a line whose contract is missing
+// stops the migration (NOT NULL) instead of being left with a blank number.
+both_backends!(lines_written_before_migration_0008_take_their_contracts_number, |db| async move {
+    use ledger::store::statements::SubsidyScope;
+
+    let backend = db.backend;
+    let store = db.store_migrated_to(7).await;
+    let contract = |n: u32| format!("00000000-0000-7000-9100-{n:012}");
+    for n in 1..=2 {
+        db.insert_bare_contract(&contract(n), &format!("CQ-2030-{n:03}")).await;
+    }
+    // Three lines of each kind, on contracts 1, 2, 1.
+    let on = [1, 2, 1];
+    let id = |seq: usize| format!("00000000-0000-7000-8000-{seq:012}");
+    // A line's row: `owner_and_period` is its achievement and cap period, or its center and
+    // incentive year (the two tables differ only there and in their columns' names).
+    let row = |seq: usize, n: u32, owner_and_period: &str, amount: u32| {
+        format!(
+            "(1, {seq}, 'payment', {owner_and_period}, '{}', '{}', NULL, '2030-03-01', 2030, 100, 100, {amount}, 1, \
+             NULL, 100, {amount}, FALSE)",
+            contract(n),
+            id(seq)
+        )
+    };
+    let subsidy: Vec<String> =
+        on.iter().enumerate().map(|(seq, n)| row(seq, *n, "'00000000-0000-7000-9000-000000000001', 0", 5)).collect();
+    let incentive: Vec<String> =
+        on.iter().enumerate().map(|(seq, n)| row(seq, *n, "'00000000-0000-7000-9200-000000000001', 2030", 2)).collect();
+    let insert_lines = |lines: &[String], incentive_lines: &[String]| {
+        format!(
+            "INSERT INTO subsidy_lines (position, seq, line_kind, achievement_id, cap_period, contract_id, payment_id, \
+             reversal_id, line_date, line_year, received_fen, eligible_fen, subsidy_fen, policy_version, reasons, \
+             eligible_total_fen, subsidy_total_fen, cap_reached) VALUES {}; \
+             INSERT INTO incentive_lines (position, seq, line_kind, center_id, incentive_year, contract_id, payment_id, \
+             reversal_id, line_date, line_year, received_fen, operating_fen, incentive_fen, policy_version, reasons, \
+             operating_total_fen, incentive_total_fen, cap_reached) VALUES {}",
+            lines.join(", "),
+            incentive_lines.join(", ")
+        )
+    };
+    db.execute_raw(&insert_lines(&subsidy, &incentive)).await.expect("lines before 0008");
+    store.migrate().await.expect("migration 0008");
+    let expected: Vec<String> = on.iter().map(|n| format!("CQ-2030-{n:03}")).collect();
+    let lines = store.subsidy_lines(&SubsidyScope::Year(2030), 1).await.expect("subsidy lines");
+    assert_eq!(lines.iter().map(|l| l.contract_number.clone()).collect::<Vec<_>>(), expected);
+    let lines = store.incentive_lines(2030, 1).await.expect("incentive lines");
+    assert_eq!(lines.iter().map(|l| l.contract_number.clone()).collect::<Vec<_>>(), expected);
+    store.close().await;
+    db.drop_db().await;
+
+    // A line on a contract that is not in `contracts`: the migration stops, and is not
+    // recorded as applied.
+    let db = integration::TestDb::new(backend).await;
+    let store = db.store_migrated_to(7).await;
+    let orphan = subsidy[0].clone();
+    db.execute_raw(&insert_lines(&[orphan], &incentive[..1])).await.expect("a line without its contract");
+    let refused = store.migrate().await.expect_err("a line without its contract stops the migration");
+    assert!(refused.to_string().to_lowercase().contains("null"), "{refused}");
+    // Nothing of it was kept or recorded: without the orphans it applies.
+    db.execute_raw("DELETE FROM subsidy_lines; DELETE FROM incentive_lines").await.expect("orphans removed");
+    store.migrate().await.expect("migration 0008 once every line has its contract");
+    store.close().await;
+    db.drop_db().await;
+});

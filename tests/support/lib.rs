@@ -78,6 +78,28 @@ impl TestDb {
         store
     }
 
+    /// Opens the store and applies the migrations numbered up to `version` only.
+    pub async fn store_migrated_to(&self, version: i64) -> Store {
+        let store = Store::connect(&self.url, &StoreOptions::default()).await.expect("connect test store");
+        store.migrate_to(version).await.expect("migrate test store");
+        store
+    }
+
+    /// Writes a bare `contracts` row with `id` and `number` outside the ledger (for tests
+    /// that plant projection rows naming it).
+    pub async fn insert_bare_contract(&self, id: &str, number: &str) {
+        self.execute_raw(&format!(
+            "INSERT INTO contracts (id, contract_number, contract_type, title, seller_id, buyer_id, achievement_id, \
+             match_id, broker_id, operating_center_id, contract_amount_fen, tech_transaction_amount_fen, signed_on, \
+             status, registration_number, registered_on, certified_tech_transaction_amount_fen, terminated_on, \
+             settled_fen, reversed_fen, created_position, updated_position) \
+             VALUES ('{id}', '{number}', 'transfer', 't', 's', 'b', NULL, NULL, NULL, NULL, \
+             100, 100, '2030-01-01', 'signed', NULL, NULL, NULL, NULL, 0, 0, 1, 1)"
+        ))
+        .await
+        .expect("a bare contract row");
+    }
+
     /// Runs SQL outside the ledger (to tamper with rows, or to plant an old-format event),
     /// on a connection of its own.
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, sqlx::Error> {

@@ -283,7 +283,7 @@ impl Job<'_> {
                     Cell::text(kind_label(l.kind, lang)),
                     Cell::Text(l.achievement_id.to_string()),
                     optional_text(e.achievement_title.clone()),
-                    optional_text(e.contract_number.clone()),
+                    Cell::Text(l.contract_number.clone()),
                     Cell::Text(l.payment_id.to_string()),
                     l.reversal_id.map_or(Cell::Empty, |r| Cell::Text(r.to_string())),
                 ];
@@ -405,7 +405,7 @@ impl Job<'_> {
                     Cell::Text(l.center_id.to_string()),
                     optional_text(e.center_name),
                     Cell::Integer(i64::from(l.incentive_year)),
-                    optional_text(e.contract_number),
+                    Cell::Text(l.contract_number),
                     Cell::Text(l.payment_id.to_string()),
                     l.reversal_id.map_or(Cell::Empty, |r| Cell::Text(r.to_string())),
                     Cell::Money(l.received),

@@ -130,6 +130,9 @@ pub struct SubsidyLine {
     /// The cap period the line counts in: 0 for a lifetime cap, else the year.
     pub period: i32,
     pub contract_id: ContractId,
+    /// The contract's number (合同编号) as signed: fixed for the contract's life, so the line
+    /// carries it and an export needs no lookup of the contract for each line.
+    pub contract_number: String,
     pub payment_id: PaymentId,
     pub reversal_id: Option<ReversalId>,
     /// Settlement date (payments, also when they count at a later registration) or reversal
@@ -165,6 +168,8 @@ pub struct IncentiveLine {
     /// The year whose operating amount and cap the line changes (of the payment's settlement).
     pub incentive_year: i32,
     pub contract_id: ContractId,
+    /// As in [`SubsidyLine::contract_number`].
+    pub contract_number: String,
     pub payment_id: PaymentId,
     pub reversal_id: Option<ReversalId>,
     pub date: NaiveDate,

@@ -320,6 +320,7 @@ impl Projections {
         let date = shanghai_date(e.settled_at);
         let registered = contract.registration.is_some();
         let (achievement, center) = (contract.achievement_id, contract.operating_center_id);
+        let contract_number = contract.contract_number.clone();
         let mut counting =
             PaymentCounting { subsidy: Counting::NotApplicable, incentive: Counting::NotApplicable, turnover: false };
         if registered {
@@ -338,6 +339,7 @@ impl Projections {
         }
         let target = Target {
             contract_id: e.contract_id,
+            contract_number,
             payment_id: e.payment_id,
             reversal_id: None,
             date,
@@ -370,6 +372,7 @@ impl Projections {
             self.contracts.counting(&e.contract_id, e.payment_id).cloned().expect("a reversal follows its payment");
         let contract = &self.contracts[&e.contract_id];
         let (achievement, center) = (contract.achievement_id, contract.operating_center_id);
+        let contract_number = contract.contract_number.clone();
         let date = shanghai_date(e.reversed_at);
         if counting.turnover {
             self.turnover_line(
@@ -386,6 +389,7 @@ impl Projections {
         }
         let target = Target {
             contract_id: e.contract_id,
+            contract_number,
             payment_id: e.payment_id,
             reversal_id: Some(e.reversal_id),
             date,
@@ -462,7 +466,14 @@ impl Projections {
                 );
             }
             counting.turnover = true;
-            let target = Target { contract_id, payment_id, reversal_id: None, date, received: Money::ZERO };
+            let target = Target {
+                contract_id,
+                contract_number: self.contracts[&contract_id].contract_number.clone(),
+                payment_id,
+                reversal_id: None,
+                date,
+                received: Money::ZERO,
+            };
             if let (Some(a), Counting::Pending) = (achievement, &counting.subsidy) {
                 counting.subsidy = if remaining.is_positive() {
                     self.count_subsidy(sink, LineKind::Registration, a, &target, remaining)
@@ -656,6 +667,7 @@ impl Projections {
             achievement_id: a,
             period: p,
             contract_id: t.contract_id,
+            contract_number: t.contract_number.clone(),
             payment_id: t.payment_id,
             reversal_id: t.reversal_id,
             date: t.date,
@@ -693,6 +705,7 @@ impl Projections {
             achievement_id: a,
             period,
             contract_id: t.contract_id,
+            contract_number: t.contract_number.clone(),
             payment_id: t.payment_id,
             reversal_id: t.reversal_id,
             date: t.date,
@@ -733,6 +746,7 @@ impl Projections {
             center_id: center,
             incentive_year: p,
             contract_id: t.contract_id,
+            contract_number: t.contract_number.clone(),
             payment_id: t.payment_id,
             reversal_id: t.reversal_id,
             date: t.date,
@@ -776,6 +790,7 @@ impl Projections {
             center_id: center,
             incentive_year: year,
             contract_id: t.contract_id,
+            contract_number: t.contract_number.clone(),
             payment_id: t.payment_id,
             reversal_id: t.reversal_id,
             date: t.date,
@@ -852,6 +867,8 @@ impl Projections {
 /// What a line is about: which payment (and reversal), on which date, moving how much money.
 struct Target {
     contract_id: ContractId,
+    /// Owned: the lines are made while the fold is borrowed mutably.
+    contract_number: String,
     payment_id: PaymentId,
     reversal_id: Option<ReversalId>,
     date: NaiveDate,

@@ -513,3 +513,40 @@ fn a_contract_without_an_achievement_makes_no_subsidy_lines() {
     assert_eq!(w.incentive_lines().len(), 0, "nor incentive lines without a center");
     let _ = d.achievement;
 }
+
+// The export prints each line's contract number (合同编号) from the line itself
+// (migration 0008): every kind of subsidy and incentive line carries the number its contract
+// was signed with, and a second contract's lines carry the second's.
+#[test]
+fn every_subsidy_and_incentive_line_carries_its_contracts_number_as_signed() {
+    let mut w = World::new();
+    let d = eligible_deal(&mut w, &["100"]);
+    let unregistered = sign(&mut w, d.owner, d.buyer, Some(d.achievement), Some(d.center), yuan(1_000_000));
+    let early = w.pay(unregistered, yuan(100_000), "2024-03-01T10:00:00+08:00");
+    w.reverse(unregistered, early, yuan(10_000), "2024-03-05T10:00:00+08:00");
+    w.register(unregistered, date(2024, 4, 1));
+    let p = w.pay(d.contract, yuan(200_000), "2024-05-01T10:00:00+08:00");
+    w.reverse(d.contract, p, yuan(50_000), "2024-06-01T10:00:00+08:00");
+    w.pay(unregistered, yuan(300_000), "2024-07-01T10:00:00+08:00");
+    let number = |c: ContractId| format!("HT-{}", c.0.simple());
+    let subsidy: Vec<(ContractId, LineKind, &str)> =
+        w.subsidy_lines().iter().map(|l| (l.contract_id, l.kind, l.contract_number.as_str())).collect();
+    let incentive: Vec<(ContractId, LineKind, &str)> =
+        w.incentive_lines().iter().map(|l| (l.contract_id, l.kind, l.contract_number.as_str())).collect();
+    // Not registered yet (zero lines): payment, reversal; then the registration's line; then
+    // the other contract's payment and reversal; then a payment on a registered contract.
+    let kinds = [
+        (unregistered, LineKind::Payment),
+        (unregistered, LineKind::Reversal),
+        (unregistered, LineKind::Registration),
+        (d.contract, LineKind::Payment),
+        (d.contract, LineKind::Reversal),
+        (unregistered, LineKind::Payment),
+    ];
+    for lines in [&subsidy, &incentive] {
+        assert_eq!(lines.iter().map(|(c, k, _)| (*c, *k)).collect::<Vec<_>>(), kinds);
+        for (contract, _, carried) in lines {
+            assert_eq!(*carried, number(*contract));
+        }
+    }
+}

@@ -319,6 +319,17 @@ impl Store {
         Ok(())
     }
 
+    /// Applies the migrations numbered up to `version` only: for tests of what a later
+    /// migration makes of rows written before it.
+    #[cfg(any(test, feature = "testkit"))]
+    pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Postgres(p) => PG_MIGRATOR.run_to(version, p).await?,
+            Db::Sqlite(p) => SQLITE_MIGRATOR.run_to(version, p).await?,
+        }
+        Ok(())
+    }
+
     /// Checks that the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         with_pool!(&self.db, |p| sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;

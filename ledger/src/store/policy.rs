@@ -359,10 +359,10 @@ impl Default for PolicyWriter {
     fn default() -> Self {
         PolicyWriter {
             subsidy_lines: Rows::new(
-                "INSERT INTO subsidy_lines (position, seq, line_kind, achievement_id, cap_period, contract_id, payment_id, reversal_id, \
-                 line_date, line_year, received_fen, eligible_fen, subsidy_fen, policy_version, reasons, eligible_total_fen, \
-                 subsidy_total_fen, cap_reached) VALUES",
-                18,
+                "INSERT INTO subsidy_lines (position, seq, line_kind, achievement_id, cap_period, contract_id, contract_number, \
+                 payment_id, reversal_id, line_date, line_year, received_fen, eligible_fen, subsidy_fen, policy_version, reasons, \
+                 eligible_total_fen, subsidy_total_fen, cap_reached) VALUES",
+                19,
                 "",
             ),
             subsidy_completer_lines: Rows::new(
@@ -371,10 +371,10 @@ impl Default for PolicyWriter {
                 "",
             ),
             incentive_lines: Rows::new(
-                "INSERT INTO incentive_lines (position, seq, line_kind, center_id, incentive_year, contract_id, payment_id, reversal_id, \
-                 line_date, line_year, received_fen, operating_fen, incentive_fen, policy_version, reasons, operating_total_fen, \
-                 incentive_total_fen, cap_reached) VALUES",
-                18,
+                "INSERT INTO incentive_lines (position, seq, line_kind, center_id, incentive_year, contract_id, contract_number, \
+                 payment_id, reversal_id, line_date, line_year, received_fen, operating_fen, incentive_fen, policy_version, \
+                 reasons, operating_total_fen, incentive_total_fen, cap_reached) VALUES",
+                19,
                 "",
             ),
             turnover_lines: Rows::new(
@@ -408,6 +408,7 @@ impl PolicyWriter {
                     l.achievement_id.to_string().into(),
                     l.period.into(),
                     l.contract_id.to_string().into(),
+                    l.contract_number.as_str().into(),
                     l.payment_id.to_string().into(),
                     l.reversal_id.map(|r| r.to_string()).into(),
                     l.date.into(),
@@ -469,6 +470,7 @@ impl PolicyWriter {
                     l.center_id.to_string().into(),
                     l.incentive_year.into(),
                     l.contract_id.to_string().into(),
+                    l.contract_number.as_str().into(),
                     l.payment_id.to_string().into(),
                     l.reversal_id.map(|r| r.to_string()).into(),
                     l.date.into(),

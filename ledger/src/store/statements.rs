@@ -45,6 +45,7 @@ pub(super) struct SubsidyRow {
     achievement_id: String,
     cap_period: i32,
     contract_id: String,
+    contract_number: String,
     payment_id: String,
     reversal_id: Option<String>,
     line_date: NaiveDate,
@@ -77,6 +78,7 @@ pub(super) struct IncentiveRow {
     center_id: String,
     incentive_year: i32,
     contract_id: String,
+    contract_number: String,
     payment_id: String,
     reversal_id: Option<String>,
     line_date: NaiveDate,
@@ -100,6 +102,7 @@ impl SubsidyRow {
             achievement_id: AchievementId(id(&self.achievement_id)?),
             period: self.cap_period,
             contract_id: ContractId(id(&self.contract_id)?),
+            contract_number: self.contract_number,
             payment_id: PaymentId(id(&self.payment_id)?),
             reversal_id: self.reversal_id.as_deref().map(id).transpose()?.map(ReversalId),
             date: self.line_date,
@@ -137,6 +140,7 @@ impl IncentiveRow {
             center_id: OrganisationId(id(&self.center_id)?),
             incentive_year: self.incentive_year,
             contract_id: ContractId(id(&self.contract_id)?),
+            contract_number: self.contract_number,
             payment_id: PaymentId(id(&self.payment_id)?),
             reversal_id: self.reversal_id.as_deref().map(id).transpose()?.map(ReversalId),
             date: self.line_date,
@@ -179,6 +183,7 @@ impl BulkRow for SubsidyRow {
             achievement_id: c.get("achievement_id")?,
             cap_period: c.get("cap_period")?,
             contract_id: c.get("contract_id")?,
+            contract_number: c.get("contract_number")?,
             payment_id: c.get("payment_id")?,
             reversal_id: c.get("reversal_id")?,
             line_date: c.date("line_date")?,
@@ -217,6 +222,7 @@ impl BulkRow for IncentiveRow {
             center_id: c.get("center_id")?,
             incentive_year: c.get("incentive_year")?,
             contract_id: c.get("contract_id")?,
+            contract_number: c.get("contract_number")?,
             payment_id: c.get("payment_id")?,
             reversal_id: c.get("reversal_id")?,
             line_date: c.date("line_date")?,
@@ -281,9 +287,16 @@ pub(super) fn reasons(value: Option<&str>) -> Result<Vec<Reason>, StoreError> {
     Reason::split(value).ok_or_else(|| bad("reasons", value.unwrap_or_default()))
 }
 
-const SUBSIDY_COLUMNS: &str = "l.position, l.seq, l.line_kind, l.achievement_id, l.cap_period, l.contract_id, l.payment_id, \
-    l.reversal_id, l.line_date, l.received_fen, l.eligible_fen, l.subsidy_fen, l.policy_version, l.reasons, \
-    l.eligible_total_fen, l.subsidy_total_fen, l.cap_reached";
+/// A line's columns, in the order its row's `from_bulk` reads them (statements and exports
+/// select the same, then what they print beside it).
+pub(super) const INCENTIVE_COLUMNS: &str = "l.position, l.seq, l.line_kind, l.center_id, l.incentive_year, l.contract_id, \
+    l.contract_number, l.payment_id, l.reversal_id, l.line_date, l.received_fen, l.operating_fen, l.incentive_fen, \
+    l.policy_version, l.reasons, l.operating_total_fen, l.incentive_total_fen, l.cap_reached";
+
+/// As [`INCENTIVE_COLUMNS`], for a subsidy line.
+pub(super) const SUBSIDY_COLUMNS: &str = "l.position, l.seq, l.line_kind, l.achievement_id, l.cap_period, l.contract_id, \
+    l.contract_number, l.payment_id, l.reversal_id, l.line_date, l.received_fen, l.eligible_fen, l.subsidy_fen, \
+    l.policy_version, l.reasons, l.eligible_total_fen, l.subsidy_total_fen, l.cap_reached";
 
 impl Store {
     /// Subsidy lines in `scope` up to position `upto`, in log order, with their completer parts.
@@ -323,10 +336,10 @@ impl Store {
     pub async fn incentive_lines(&self, year: i32, upto: Position) -> Result<Vec<IncentiveLine>, StoreError> {
         let rows: Vec<IncentiveRow> = self
             .select(
-                "SELECT position, seq, line_kind, center_id, incentive_year, contract_id, payment_id, reversal_id, line_date, \
-                 received_fen, operating_fen, incentive_fen, policy_version, reasons, operating_total_fen, incentive_total_fen, cap_reached \
-                 FROM incentive_lines WHERE position <= $1 AND (line_year = $2 OR incentive_year = $2) ORDER BY position, seq"
-                    .to_owned(),
+                format!(
+                    "SELECT {INCENTIVE_COLUMNS} FROM incentive_lines l \
+                     WHERE l.position <= $1 AND (l.line_year = $2 OR l.incentive_year = $2) ORDER BY l.position, l.seq"
+                ),
                 vec![Param::BigInt(upto), Param::Int(year)],
             )
             .await?;

@@ -18,7 +18,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::select::{BulkRow, Columns, Param, SqlxRow};
-use super::statements::{self, id};
+use super::statements::{self, INCENTIVE_COLUMNS, SUBSIDY_COLUMNS, id};
 use super::{Backend, Store, StoreError, with_pool};
 use crate::event::Position;
 use crate::ids::*;
@@ -56,7 +56,6 @@ pub struct ExportSubsidyLine {
     pub line: SubsidyLine,
     /// The achievement's title (as listed now).
     pub achievement_title: Option<String>,
-    pub contract_number: Option<String>,
     /// One per `line.completers`, in the same order.
     pub id_numbers: Vec<StoredIdNumber>,
 }
@@ -80,7 +79,6 @@ pub struct CompleterYearSum {
 pub struct ExportIncentiveLine {
     pub line: IncentiveLine,
     pub center_name: Option<String>,
-    pub contract_number: Option<String>,
 }
 
 impl ExportSubsidyLine {
@@ -124,7 +122,6 @@ struct SubsidyRow {
     #[sqlx(flatten)]
     line: statements::SubsidyRow,
     achievement_title: Option<String>,
-    contract_number: Option<String>,
 }
 
 /// A completer's part of a line, with the completer's stored ID number.
@@ -161,16 +158,11 @@ struct IncentiveRow {
     #[sqlx(flatten)]
     line: statements::IncentiveRow,
     center_name: Option<String>,
-    contract_number: Option<String>,
 }
 
 impl BulkRow for SubsidyRow {
     fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
-        Ok(SubsidyRow {
-            line: statements::SubsidyRow::from_bulk(c)?,
-            achievement_title: c.get("achievement_title")?,
-            contract_number: c.get("contract_number")?,
-        })
+        Ok(SubsidyRow { line: statements::SubsidyRow::from_bulk(c)?, achievement_title: c.get("achievement_title")? })
     }
 }
 
@@ -208,11 +200,7 @@ impl BulkRow for CompleterSumRow {
 
 impl BulkRow for IncentiveRow {
     fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
-        Ok(IncentiveRow {
-            line: statements::IncentiveRow::from_bulk(c)?,
-            center_name: c.get("center_name")?,
-            contract_number: c.get("contract_number")?,
-        })
+        Ok(IncentiveRow { line: statements::IncentiveRow::from_bulk(c)?, center_name: c.get("center_name")? })
     }
 }
 
@@ -283,18 +271,16 @@ fn figures(contracts: i64, contract_amount: i64, tech: i64, received: i64) -> Tu
 }
 
 impl Store {
-    /// The tables a page of lines looks its achievement's title (`a`) and contract's number
-    /// (`k`) up in. On SQLite, through the covering indexes of migration 0006, named with
-    /// `INDEXED BY`: without planner statistics (no `ANALYZE` has run) SQLite takes the
-    /// primary key's index, and each lookup then reads the table's row too. Those lookups
-    /// were most of an export's read: the lines of the benchmark's year took 0.52 s to read
-    /// without the covering indexes, 0.30 s with them.
-    fn line_lookups(&self) -> (&'static str, &'static str) {
+    /// The table a page of subsidy lines looks its achievement's title (`a`) up in (the
+    /// contract's number is in the line itself, migration 0008). On SQLite, through the
+    /// covering index of migration 0006, named with `INDEXED BY`: without planner statistics
+    /// (no `ANALYZE` has run) SQLite takes the primary key's index, and each lookup then reads
+    /// the table's row too. Those lookups were most of an export's read: the lines of the
+    /// benchmark's year took 0.52 s to read without the covering indexes, 0.30 s with them.
+    fn achievement_lookup(&self) -> &'static str {
         match self.backend() {
-            Backend::Sqlite => {
-                ("achievements a INDEXED BY achievements_id_title", "contracts k INDEXED BY contracts_id_number")
-            }
-            Backend::Postgres => ("achievements a", "contracts k"),
+            Backend::Sqlite => "achievements a INDEXED BY achievements_id_title",
+            Backend::Postgres => "achievements a",
         }
     }
 
@@ -421,15 +407,11 @@ impl Store {
         limit: u32,
         sealed_id_numbers: bool,
     ) -> Result<Vec<ExportSubsidyLine>, StoreError> {
-        let (achievements, contracts) = self.line_lookups();
+        let achievements = self.achievement_lookup();
         let select = format!(
-            "SELECT l.position, l.seq, l.line_kind, l.achievement_id, l.cap_period, l.contract_id, \
-             l.payment_id, l.reversal_id, l.line_date, l.received_fen, l.eligible_fen, l.subsidy_fen, l.policy_version, \
-             l.reasons, l.eligible_total_fen, l.subsidy_total_fen, l.cap_reached, \
-             a.title AS achievement_title, k.contract_number \
+            "SELECT {SUBSIDY_COLUMNS}, a.title AS achievement_title \
              FROM subsidy_lines l \
-             LEFT JOIN {achievements} ON a.id = l.achievement_id \
-             LEFT JOIN {contracts} ON k.id = l.contract_id"
+             LEFT JOIN {achievements} ON a.id = l.achievement_id"
         );
         let rows: Vec<SubsidyRow> = self.year_page(&select, year, upto, after, limit).await?;
         let Some(last) = rows.last() else { return Ok(Vec::new()) };
@@ -485,7 +467,6 @@ impl Store {
             page.push(ExportSubsidyLine {
                 line: r.line.into_line(completers)?,
                 achievement_title: r.achievement_title,
-                contract_number: r.contract_number,
                 id_numbers,
             });
         }
@@ -543,24 +524,14 @@ impl Store {
         after: LineCursor,
         limit: u32,
     ) -> Result<Vec<ExportIncentiveLine>, StoreError> {
-        let (_, contracts) = self.line_lookups();
         let select = format!(
-            "SELECT l.position, l.seq, l.line_kind, l.center_id, l.incentive_year, l.contract_id, \
-             l.payment_id, l.reversal_id, l.line_date, l.received_fen, l.operating_fen, l.incentive_fen, l.policy_version, \
-             l.reasons, l.operating_total_fen, l.incentive_total_fen, l.cap_reached, o.name AS center_name, k.contract_number \
+            "SELECT {INCENTIVE_COLUMNS}, o.name AS center_name \
              FROM incentive_lines l \
-             LEFT JOIN organisations o ON o.id = l.center_id \
-             LEFT JOIN {contracts} ON k.id = l.contract_id"
+             LEFT JOIN organisations o ON o.id = l.center_id"
         );
         let rows: Vec<IncentiveRow> = self.year_page(&select, year, upto, after, limit).await?;
         rows.into_iter()
-            .map(|r| {
-                Ok(ExportIncentiveLine {
-                    line: r.line.into_line()?,
-                    center_name: r.center_name,
-                    contract_number: r.contract_number,
-                })
-            })
+            .map(|r| Ok(ExportIncentiveLine { line: r.line.into_line()?, center_name: r.center_name }))
             .collect()
     }
 
