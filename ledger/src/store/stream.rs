@@ -286,10 +286,11 @@ impl Store {
 
     /// The next page of a year's lines, `select` being `SELECT ... FROM <lines table> l ...`
     /// without a WHERE: lines dated in `year` with `position <= upto`, after `after`, in
-    /// `(position, seq)` order. Two steps, each on an index: the rest of the cursor's position
-    /// (the primary key `(position, seq)`), then the following positions (the index
-    /// `(line_year, position)`). Many lines at one position then cost one sort, not one per
-    /// page.
+    /// `(position, seq)` order. Two steps: the rest of the cursor's position, then the
+    /// following positions, each on an index in exactly that order (`(line_year, position,
+    /// seq)`, migration 0009), so that a page reads its own lines and no sort stands between
+    /// them and the LIMIT (without it, PostgreSQL without planner statistics read and sorted
+    /// the rest of the year for every page).
     async fn year_page<R>(
         &self,
         select: &str,
@@ -344,7 +345,7 @@ impl Store {
     ) -> Result<Vec<LineCursor>, StoreError> {
         assert!(page_lines > 0, "a page holds at least one line");
         let table = lines_table(kind);
-        // On the (line_year, position) index, sorted only by seq within a position.
+        // In the order of the (line_year, position, seq) index: no sort.
         let sql = format!(
             "SELECT position, seq FROM (SELECT position, seq, ROW_NUMBER() OVER (ORDER BY position, seq) AS n \
              FROM {table} WHERE line_year = $1 AND position <= $2) AS numbered \
