@@ -17,7 +17,8 @@ use chrono::{Datelike, NaiveDate};
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::select::{BulkRow, Columns, Param, SqlxRow};
+use super::bulk::bulk_error;
+use super::select::{BulkRow, Columns, Param, SqlxRow, bind_numbered};
 use super::statements::{self, INCENTIVE_COLUMNS, SUBSIDY_COLUMNS, id};
 use super::{Backend, Store, StoreError, with_pool};
 use crate::event::Position;
@@ -345,20 +346,46 @@ impl Store {
     ) -> Result<Vec<LineCursor>, StoreError> {
         assert!(page_lines > 0, "a page holds at least one line");
         let table = lines_table(kind);
-        // In the order of the (line_year, position, seq) index: no sort.
-        let sql = format!(
-            "SELECT position, seq FROM (SELECT position, seq, ROW_NUMBER() OVER (ORDER BY position, seq) AS n \
-             FROM {table} WHERE line_year = $1 AND position <= $2) AS numbered \
-             WHERE n % $3 = 0 ORDER BY position, seq"
-        );
-        let ends: Vec<(i64, i32)> = with_pool!(&self.db, |p| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(year)
-                .bind(upto)
-                .bind(i64::from(page_lines))
-                .fetch_all(p)
-                .await
-        })?;
+        let ends: Vec<(i64, i32)> = if let Some(reader) = &self.bulk {
+            // A SQLite file: the year's keys in the order of the (line_year, position, seq)
+            // index, every `page_lines`-th kept as they go by. SQLite's window function took
+            // four to six times as long as this scan (36-51 ms against 8-9 ms for the 67,269
+            // lines of the benchmark's year), on one core before the first page.
+            let sql = format!(
+                "SELECT position, seq FROM {table} WHERE line_year = $1 AND position <= $2 ORDER BY position, seq"
+            );
+            reader
+                .with_connection(move |conn| {
+                    let mut statement = conn.prepare(&sql).map_err(bulk_error)?;
+                    bind_numbered(&mut statement, &[Param::Int(year), Param::BigInt(upto)])?;
+                    let mut rows = statement.raw_query();
+                    let (mut ends, mut n) = (Vec::new(), 0u32);
+                    while let Some(row) = rows.next().map_err(bulk_error)? {
+                        n += 1;
+                        if n == page_lines {
+                            n = 0;
+                            ends.push((row.get(0).map_err(bulk_error)?, row.get(1).map_err(bulk_error)?));
+                        }
+                    }
+                    Ok(ends)
+                })
+                .await?
+        } else {
+            // In the order of the (line_year, position, seq) index: no sort.
+            let sql = format!(
+                "SELECT position, seq FROM (SELECT position, seq, ROW_NUMBER() OVER (ORDER BY position, seq) AS n \
+                 FROM {table} WHERE line_year = $1 AND position <= $2) AS numbered \
+                 WHERE n % $3 = 0 ORDER BY position, seq"
+            );
+            with_pool!(&self.db, |p| {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(year)
+                    .bind(upto)
+                    .bind(i64::from(page_lines))
+                    .fetch_all(p)
+                    .await
+            })?
+        };
         let mut starts = Vec::with_capacity(ends.len() + 1);
         starts.push(LineCursor::START);
         for (position, seq) in ends {
