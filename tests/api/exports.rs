@@ -677,6 +677,25 @@ both_backends!(the_command_line_writes_the_statements_http_serves, |db| async mo
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(!beyond.exists());
+    // The completer summary is asked for while the lines are read, holding a connection of
+    // its own: with a pool too small for that beside two page reads it waits for the lines
+    // instead, and the file is the same (5,000 lines: three pages of 2,000).
+    add_synthetic_year(&app, 2031, 1, 5_000).await;
+    let read_back = |connections: &str| {
+        let output = dir.join(format!("pool-{connections}.csv"));
+        let output_path = output.to_str().unwrap();
+        let args = ["completer-subsidy", "--year", "2031", "--db-connections-max", connections, "-o", output_path];
+        let run =
+            export_command(&binary, &app.db.url, &args).env("TECHMARKET_DB_ACQUIRE_SECONDS", "30").output().unwrap();
+        assert!(run.status.success(), "{connections} connections: {}", String::from_utf8_lossy(&run.stderr));
+        read_csv(&std::fs::read(&output).unwrap()).without_production_time()
+    };
+    let wide = read_back("16");
+    assert_eq!(wide.section("明细").rows.len(), 10_000);
+    assert_eq!(wide.section("完成人汇总").rows.len(), 10_000);
+    for connections in ["1", "2", "3"] {
+        assert_eq!(read_back(connections), wide, "{connections} connections");
+    }
     let _ = std::fs::remove_dir_all(&dir);
     app.db.drop_db().await;
 });

@@ -507,9 +507,20 @@ impl Store {
         Ok(page)
     }
 
+    /// Whether a stream such as [`completer_year_sums`](Self::completer_year_sums) can be held
+    /// open while `reads` other reads run at once: on a SQLite file it reads on a connection
+    /// of its own, outside the pool; elsewhere it holds one of the pool's connections until
+    /// it is dropped, so the pool must have more than `reads`.
+    pub fn can_hold_a_stream_beside(&self, reads: usize) -> bool {
+        let pool_max = with_pool!(&self.db, |p| p.options().get_max_connections());
+        self.bulk.is_some() || usize::try_from(pool_max).is_ok_and(|max| max > reads)
+    }
+
     /// The per-completer summary of `year` up to `upto`: each (achievement, completer) with
     /// the sum of their parts of the year's lines, ordered by achievement and completer, as a
     /// stream (the database groups; nothing here grows with the number of lines or rows).
+    /// The database's work (the grouping and its sort) is done before the first row comes:
+    /// asking for that row early lets it run beside other reads.
     pub fn completer_year_sums(
         &self,
         year: i32,
