@@ -677,9 +677,10 @@ both_backends!(the_command_line_writes_the_statements_http_serves, |db| async mo
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(!beyond.exists());
-    // The completer summary is asked for while the lines are read, holding a connection of
-    // its own: with a pool too small for that beside two page reads it waits for the lines
-    // instead, and the file is the same (5,000 lines: three pages of 2,000).
+    // The file does not depend on how many connections the pool may open, down to one for
+    // two page reads at once and the completer summary (on a SQLite file the summary is read
+    // beside the lines, outside the pool; a stream held open on the pool would take one of
+    // the pages' connections until the end). 5,000 lines: three pages of 2,000.
     add_synthetic_year(&app, 2031, 1, 5_000).await;
     let read_back = |connections: &str| {
         let output = dir.join(format!("pool-{connections}.csv"));

@@ -507,13 +507,11 @@ impl Store {
         Ok(page)
     }
 
-    /// Whether a stream such as [`completer_year_sums`](Self::completer_year_sums) can be held
-    /// open while `reads` other reads run at once: on a SQLite file it reads on a connection
-    /// of its own, outside the pool; elsewhere it holds one of the pool's connections until
-    /// it is dropped, so the pool must have more than `reads`.
-    pub fn can_hold_a_stream_beside(&self, reads: usize) -> bool {
-        let pool_max = with_pool!(&self.db, |p| p.options().get_max_connections());
-        self.bulk.is_some() || usize::try_from(pool_max).is_ok_and(|max| max > reads)
+    /// Whether a stream such as [`completer_year_sums`](Self::completer_year_sums) reads on a
+    /// connection of its own, outside the pool (a SQLite file, through the bulk reader), so
+    /// that it can be held open beside other reads without taking one of theirs.
+    pub fn streams_outside_the_pool(&self) -> bool {
+        self.bulk.is_some()
     }
 
     /// The per-completer summary of `year` up to `upto`: each (achievement, completer) with
