@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::mem;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use futures_util::{Stream, StreamExt, TryStreamExt, stream};
@@ -279,9 +279,11 @@ impl Job<'_> {
         // one of the pool's connections for the whole export, sqlx would report it as a slow
         // statement (it times a query until its stream is dropped), and six pairs by hand
         // showed no gain beyond the spread.
-        let mut sums = store.completer_year_sums(year, upto, full);
+        let mut sums = store.completer_year_sums(year, upto, full).peekable();
         let first_sum = async {
-            if store.streams_outside_the_pool() { sums.try_next().await.map(Some) } else { Ok::<_, StoreError>(None) }
+            if store.streams_outside_the_pool() {
+                Pin::new(&mut sums).peek().await;
+            }
         };
         let lines = async {
             let (mut received, mut eligible, mut subsidy, mut parts) =
@@ -359,27 +361,13 @@ impl Job<'_> {
             }
             Ok::<_, ExportError>((received, eligible, subsidy, counts))
         };
-        let ((received, eligible, subsidy, mut counts), first_sum) =
-            tokio::try_join!(lines, async { first_sum.await.map_err(ExportError::from) })?;
+        let (lines, ()) = tokio::join!(lines, first_sum);
+        let (received, eligible, subsidy, mut counts) = lines?;
 
         self.send(Message::Section(&SUBSIDY_COMPLETERS)).await?;
         let (mut by_completer, mut completers) = (Money::ZERO, 0u64);
         let mut batch = Vec::with_capacity(BATCH_ROWS);
-        // A stream that has ended must not be asked again.
-        let (mut pending, ended) = match first_sum {
-            Some(Some(c)) => (Some(c), false),
-            Some(None) => (None, true),
-            None => (None, false),
-        };
-        loop {
-            let c = match pending.take() {
-                Some(c) => c,
-                None if ended => break,
-                None => match sums.try_next().await? {
-                    Some(c) => c,
-                    None => break,
-                },
-            };
+        while let Some(c) = sums.try_next().await? {
             by_completer += c.subsidy;
             completers += 1;
             batch.push(vec![

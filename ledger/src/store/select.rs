@@ -131,7 +131,7 @@ pub(super) fn bind_numbered(statement: &mut rusqlite::Statement<'_>, params: &[P
 
 /// Runs `sql` with `params` on a bulk-read connection and hands each row to `each`
 /// (`false` from it stops the read).
-fn bulk_rows<R: BulkRow>(
+pub(super) fn bulk_rows<R: BulkRow>(
     conn: &rusqlite::Connection,
     sql: &str,
     params: &[Param],

@@ -17,8 +17,7 @@ use chrono::{Datelike, NaiveDate};
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::bulk::bulk_error;
-use super::select::{BulkRow, Columns, Param, SqlxRow, bind_numbered};
+use super::select::{BulkRow, Columns, Param, SqlxRow, bulk_rows};
 use super::statements::{self, INCENTIVE_COLUMNS, SUBSIDY_COLUMNS, id};
 use super::{Backend, Store, StoreError, with_pool};
 use crate::event::Position;
@@ -205,6 +204,18 @@ impl BulkRow for IncentiveRow {
     }
 }
 
+/// A line's key, as the page starts read it.
+struct LineKey {
+    position: i64,
+    seq: i32,
+}
+
+impl BulkRow for LineKey {
+    fn from_bulk(c: &mut Columns<'_, '_>) -> Result<Self, StoreError> {
+        Ok(LineKey { position: c.get("position")?, seq: c.get("seq")? })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct CenterRow {
     center_id: String,
@@ -356,17 +367,15 @@ impl Store {
             );
             reader
                 .with_connection(move |conn| {
-                    let mut statement = conn.prepare(&sql).map_err(bulk_error)?;
-                    bind_numbered(&mut statement, &[Param::Int(year), Param::BigInt(upto)])?;
-                    let mut rows = statement.raw_query();
                     let (mut ends, mut n) = (Vec::new(), 0u32);
-                    while let Some(row) = rows.next().map_err(bulk_error)? {
+                    bulk_rows(conn, &sql, &[Param::Int(year), Param::BigInt(upto)], |key: LineKey| {
                         n += 1;
                         if n == page_lines {
                             n = 0;
-                            ends.push((row.get(0).map_err(bulk_error)?, row.get(1).map_err(bulk_error)?));
+                            ends.push((key.position, key.seq));
                         }
-                    }
+                        true
+                    })?;
                     Ok(ends)
                 })
                 .await?
