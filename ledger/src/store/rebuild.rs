@@ -127,8 +127,11 @@ impl Store {
         runtime.invalidate();
         let mut projections = Projections::new();
         let connection = blocking(|| open_rebuild_connection(bulk.path()))?;
-        let mut rebuild =
-            SqliteRebuild { sink: SqliteSink { connection }, read_ahead: ReadAhead::new(self.clone(), PgReader::Pool) };
+        let mut rebuild = SqliteRebuild {
+            sink: SqliteSink { connection },
+            read_ahead: ReadAhead::new(self.clone(), PgReader::Pool),
+            dropped_indexes: Vec::new(),
+        };
         let replayed = match rebuild_in(&mut rebuild, options, &mut projections, progress).await {
             Ok(replayed) => replayed,
             Err(e) => {
@@ -138,7 +141,10 @@ impl Store {
                 return Err(e);
             }
         };
-        blocking(|| rebuild.sink.connection.execute_batch("COMMIT")).map_err(StoreError::SqliteWrite)?;
+        if let Err(e) = blocking(|| rebuild.commit()) {
+            let _ = blocking(|| rebuild.sink.connection.execute_batch("ROLLBACK"));
+            return Err(e);
+        }
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.committed();
         }
@@ -404,6 +410,34 @@ impl Replaying for TxRebuild {
 struct SqliteRebuild {
     sink: SqliteSink,
     read_ahead: ReadAhead,
+    /// The definitions of the indexes `empty_read_models` dropped, created again at the
+    /// commit.
+    dropped_indexes: Vec<String>,
+}
+
+/// The read-model tables' indexes that are not unique (on a SQLite file), with their
+/// definitions: dropped by a rebuild once it has emptied the tables, created again from the
+/// whole tables before its commit. Each is then one sort of its table instead of a B-tree
+/// descent per row at a scattered key. Unique indexes (primary keys, `UNIQUE`) stay: the
+/// rebuild's updates and upserts find their rows through them, and they refuse a value
+/// written twice as they go. The drops are part of the rebuild's transaction: a failed
+/// rebuild leaves them as they were, and readers see the indexes throughout (each reads the
+/// last committed schema).
+const SQLITE_SECONDARY_INDEXES: &str = "\
+    SELECT m.name, m.sql FROM sqlite_master m \
+    JOIN pragma_index_list(m.tbl_name) l ON l.name = m.name \
+    WHERE m.type = 'index' AND m.sql IS NOT NULL AND NOT l.\"unique\" AND m.tbl_name IN (SELECT value FROM json_each(?1)) \
+    ORDER BY m.name";
+
+impl SqliteRebuild {
+    /// Creates again the indexes that `empty_read_models` dropped, then commits.
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let connection = &self.sink.connection;
+        for definition in std::mem::take(&mut self.dropped_indexes) {
+            connection.execute_batch(&definition).map_err(StoreError::SqliteWrite)?;
+        }
+        connection.execute_batch("COMMIT").map_err(StoreError::SqliteWrite)
+    }
 }
 
 impl Sink for SqliteRebuild {
@@ -419,8 +453,19 @@ impl Rebuilding for SqliteRebuild {
             for table in READ_MODEL_TABLES {
                 connection.execute(&format!("DELETE FROM {table}"), []).map_err(StoreError::SqliteWrite)?;
             }
-            Ok(())
+            let tables = serde_json::to_string(&READ_MODEL_TABLES).expect("names serialise");
+            let mut statement = connection.prepare(SQLITE_SECONDARY_INDEXES).map_err(StoreError::SqliteWrite)?;
+            let indexes = statement
+                .query_map([tables], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(StoreError::SqliteWrite)?;
+            for (name, _) in &indexes {
+                let quoted = name.replace('"', "\"\"");
+                connection.execute_batch(&format!("DROP INDEX \"{quoted}\"")).map_err(StoreError::SqliteWrite)?;
+            }
+            Ok(indexes.into_iter().map(|(_, definition)| definition).collect())
         })
+        .map(|dropped| self.dropped_indexes = dropped)
     }
 
     async fn head(&mut self) -> Result<Position, StoreError> {
