@@ -86,10 +86,9 @@ pub fn build(ledger: &Ledger) -> anyhow::Result<(PrometheusMetrics, LagGauges)> 
         .map_err(|e| anyhow::anyhow!("cannot build the metrics middleware: {e}"))?;
     let descs = COUNTERS
         .iter()
-        .map(|(name, help)| {
+        .flat_map(|(name, help)| {
             IntCounter::new(*name, *help).expect("valid metric name").desc().into_iter().cloned().collect::<Vec<_>>()
         })
-        .flatten()
         .collect();
     prometheus.registry.register(Box::new(LedgerCollector {
         stats: ledger.stats_handle(),

@@ -157,7 +157,7 @@ impl PatentNumber {
             10 => 'X',
             r => char::from_digit(r, 10).unwrap_or('?'),
         };
-        if check.chars().next() != Some(expected) {
+        if !check.starts_with(expected) {
             return Err(ValidationError::new(
                 field,
                 "patent_number_check",

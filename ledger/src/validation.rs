@@ -55,6 +55,18 @@ pub fn bounded_text(field: &str, text: &str, chars_max: usize) -> Result<String,
     Ok(trimmed.to_owned())
 }
 
+/// An amount a user states (contract amount, payment, reversal, price, budget): positive and
+/// below 10^12 yuan (DOMAIN.md "Money and dates").
+pub fn amount(field: &str, money: crate::money::Money) -> Result<crate::money::Money, ValidationError> {
+    if !money.is_positive() {
+        return Err(ValidationError::new(field, "amount_positive", "must be greater than 0.00 yuan"));
+    }
+    if money.fen() >= crate::money::AMOUNT_FEN_LIMIT {
+        return Err(ValidationError::new(field, "amount_below_limit", "must be below 1000000000000 yuan (10^12)"));
+    }
+    Ok(money)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,16 +80,4 @@ mod tests {
         assert_eq!(bounded_text("note", "a\u{0}b", 10).unwrap_err().rule, "no_control_characters");
         assert_eq!(bounded_text("note", "", 10).unwrap(), "");
     }
-}
-
-/// An amount a user states (contract amount, payment, reversal, price, budget): positive and
-/// below 10^12 yuan (DOMAIN.md "Money and dates").
-pub fn amount(field: &str, money: crate::money::Money) -> Result<crate::money::Money, ValidationError> {
-    if !money.is_positive() {
-        return Err(ValidationError::new(field, "amount_positive", "must be greater than 0.00 yuan"));
-    }
-    if money.fen() >= crate::money::AMOUNT_FEN_LIMIT {
-        return Err(ValidationError::new(field, "amount_below_limit", "must be below 1000000000000 yuan (10^12)"));
-    }
-    Ok(money)
 }

@@ -44,7 +44,7 @@ impl Reach {
     pub fn covers_contract(&self, parties: &[Option<&str>], broker: Option<&str>) -> bool {
         match self {
             Reach::All => true,
-            Reach::Organisation(o) => parties.iter().any(|p| *p == Some(o.as_str())),
+            Reach::Organisation(o) => parties.contains(&Some(o.as_str())),
             Reach::Broker(b) => broker == Some(b.as_str()),
         }
     }

@@ -19,14 +19,14 @@ use super::{access, actor, command_error, domain_error, internal, ledger, reques
 
 /// Checks a page request: `first` is 1 to 500.
 fn page(first: Option<i32>, after: Option<String>) -> Result<PageRequest> {
-    if let Some(n) = first {
-        if !(1..=PAGE_ROWS_MAX as i32).contains(&n) {
-            return Err(domain_error(&DomainError::Invalid(ValidationError::new(
-                "first",
-                "page_size",
-                format!("must be 1 to {PAGE_ROWS_MAX}"),
-            ))));
-        }
+    if let Some(n) = first
+        && !(1..=PAGE_ROWS_MAX as i32).contains(&n)
+    {
+        return Err(domain_error(&DomainError::Invalid(ValidationError::new(
+            "first",
+            "page_size",
+            format!("must be 1 to {PAGE_ROWS_MAX}"),
+        ))));
     }
     Ok(PageRequest { first: first.map(i64::from), after })
 }

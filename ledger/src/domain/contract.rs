@@ -153,7 +153,7 @@ fn may_act_for_seller(actor: &Actor, seller: OrganisationId) -> bool {
             && actor.acts_for(seller))
 }
 
-fn existing<'f>(facts: &'f Facts, id: ContractId) -> Result<&'f Contract, DomainError> {
+fn existing(facts: &Facts, id: ContractId) -> Result<&Contract, DomainError> {
     facts.contract(id)?.ok_or_else(|| DomainError::not_found("contract", id))
 }
 

@@ -108,10 +108,10 @@ pub(crate) fn accredit(c: &AccreditOrganisation, actor: &Actor, facts: &Facts) -
     if org.accreditations.iter().any(|a| a.id == c.accreditation_id) {
         return Err(DomainError::AlreadyExists { what: "accreditation", id: c.accreditation_id.to_string() });
     }
-    if let Some(until) = c.effective_until {
-        if until < c.effective_from {
-            return Err(DomainError::invalid("effectiveUntil", rules::DATE_ORDER, "must not be before effectiveFrom"));
-        }
+    if let Some(until) = c.effective_until
+        && until < c.effective_from
+    {
+        return Err(DomainError::invalid("effectiveUntil", rules::DATE_ORDER, "must not be before effectiveFrom"));
     }
     if c.kind == AccreditationKind::IpOperatingCenter && org.kind != OrganisationKind::IpOperatingCenter {
         return Err(DomainError::violation(

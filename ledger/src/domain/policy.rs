@@ -32,10 +32,10 @@ pub(crate) fn enact(c: &EnactPolicy, actor: &Actor, facts: &Facts) -> Result<Vec
     authorize(actor.role == Role::Admin, actor, "enact policies")?;
     let latest = facts.policy(c.kind.id())?.map_or(1, |p| p.latest_version);
     amount("cap", c.cap)?;
-    if let Some(until) = c.effective_until {
-        if until < c.effective_from {
-            return Err(DomainError::invalid("effectiveUntil", rules::DATE_ORDER, "must not be before effectiveFrom"));
-        }
+    if let Some(until) = c.effective_until
+        && until < c.effective_from
+    {
+        return Err(DomainError::invalid("effectiveUntil", rules::DATE_ORDER, "must not be before effectiveFrom"));
     }
     Ok(vec![Event::PolicyEnacted(PolicyEnacted {
         policy: PolicyVersion {

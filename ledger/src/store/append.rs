@@ -276,13 +276,13 @@ async fn append_one(
     head_hash: Hash,
     recorded_at: DateTime<Utc>,
 ) -> Result<Result<AppendOutcome, Refusal>, StoreError> {
-    if let Some(claim) = &request.idempotency {
-        if let Some((request_hash, receipt)) = batch.keys.get(&(claim.scope.clone(), claim.key.clone())) {
-            if *request_hash != claim.request_hash {
-                return Ok(Err(Refusal::KeyReused { key: claim.key.clone() }));
-            }
-            return Ok(Ok(AppendOutcome::AlreadyDone(receipt.clone())));
+    if let Some(claim) = &request.idempotency
+        && let Some((request_hash, receipt)) = batch.keys.get(&(claim.scope.clone(), claim.key.clone()))
+    {
+        if *request_hash != claim.request_hash {
+            return Ok(Err(Refusal::KeyReused { key: claim.key.clone() }));
         }
+        return Ok(Ok(AppendOutcome::AlreadyDone(receipt.clone())));
     }
 
     let mut versions: HashMap<StreamId, StreamVersion> = HashMap::with_capacity(request.expected.len());
@@ -305,14 +305,14 @@ async fn append_one(
         execute!(tx, sqlx::query("SAVEPOINT append_request"))?;
     }
     for (change, position) in &changes {
-        if let Change::Claim { claim, owner } = change {
-            if let Some(holder) = super::project::claim(tx, claim, owner, *position).await? {
-                if claims > 1 {
-                    execute!(tx, sqlx::query("ROLLBACK TO SAVEPOINT append_request"))?;
-                    execute!(tx, sqlx::query("RELEASE SAVEPOINT append_request"))?;
-                }
-                return Ok(Err(Refusal::Taken { claim: claim.clone(), owner: holder }));
+        if let Change::Claim { claim, owner } = change
+            && let Some(holder) = super::project::claim(tx, claim, owner, *position).await?
+        {
+            if claims > 1 {
+                execute!(tx, sqlx::query("ROLLBACK TO SAVEPOINT append_request"))?;
+                execute!(tx, sqlx::query("RELEASE SAVEPOINT append_request"))?;
             }
+            return Ok(Err(Refusal::Taken { claim: claim.clone(), owner: holder }));
         }
     }
     if claims > 1 {

@@ -205,8 +205,12 @@ impl<'a> Reader<'a> {
 pub(super) mod tests {
     use super::*;
 
+    /// An event row as `page` lays it out: position, stream, version, type, schema version,
+    /// payload, metadata, `recorded_at` in PostgreSQL's microseconds, hash.
+    type Row<'a> = (i64, &'a str, i64, &'a str, i32, &'a str, &'a str, i64, &'a [u8]);
+
     /// A binary COPY page built by hand, as PostgreSQL lays it out.
-    fn page(rows: &[(i64, &str, i64, &str, i32, &str, &str, i64, &[u8])]) -> Vec<u8> {
+    fn page(rows: &[Row<'_>]) -> Vec<u8> {
         let mut b = SIGNATURE.to_vec();
         b.extend(0i32.to_be_bytes());
         b.extend(0i32.to_be_bytes());
