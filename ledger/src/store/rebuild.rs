@@ -132,7 +132,11 @@ impl Store {
             read_ahead: ReadAhead::new(self.clone(), PgReader::Pool),
             dropped_indexes: Vec::new(),
         };
-        let replayed = match rebuild_in(&mut rebuild, options, &mut projections, progress).await {
+        let rebuilt = match rebuild_in(&mut rebuild, options, &mut projections, progress).await {
+            Ok(replayed) => blocking(|| rebuild.commit()).map(|()| replayed),
+            Err(e) => Err(e),
+        };
+        let replayed = match rebuilt {
             Ok(replayed) => replayed,
             Err(e) => {
                 // Closing the connection would roll back too; a failed rollback changes
@@ -141,10 +145,6 @@ impl Store {
                 return Err(e);
             }
         };
-        if let Err(e) = blocking(|| rebuild.commit()) {
-            let _ = blocking(|| rebuild.sink.connection.execute_batch("ROLLBACK"));
-            return Err(e);
-        }
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.committed();
         }
@@ -449,7 +449,7 @@ impl Sink for SqliteRebuild {
 impl Rebuilding for SqliteRebuild {
     async fn empty_read_models(&mut self) -> Result<(), StoreError> {
         let connection = &self.sink.connection;
-        blocking(|| {
+        self.dropped_indexes = blocking(|| {
             for table in READ_MODEL_TABLES {
                 connection.execute(&format!("DELETE FROM {table}"), []).map_err(StoreError::SqliteWrite)?;
             }
@@ -463,9 +463,9 @@ impl Rebuilding for SqliteRebuild {
                 let quoted = name.replace('"', "\"\"");
                 connection.execute_batch(&format!("DROP INDEX \"{quoted}\"")).map_err(StoreError::SqliteWrite)?;
             }
-            Ok(indexes.into_iter().map(|(_, definition)| definition).collect())
-        })
-        .map(|dropped| self.dropped_indexes = dropped)
+            Ok::<_, StoreError>(indexes.into_iter().map(|(_, definition)| definition).collect())
+        })?;
+        Ok(())
     }
 
     async fn head(&mut self) -> Result<Position, StoreError> {
