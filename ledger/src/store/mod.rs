@@ -224,6 +224,9 @@ pub struct Store {
     /// PostgreSQL: the connections of the append batches, opened on the commit thread (see
     /// `group`), so that their answers wake that thread directly.
     batch_pool: Option<sqlx::PgPool>,
+    /// SQLite: the one connection every write transaction runs on (see
+    /// [`SQLITE_WRITER_CACHE_KIB`]).
+    sqlite_write_pool: Option<sqlx::SqlitePool>,
     /// Held while the policy projections are folded ahead of the first append (see
     /// `policy::Store::spawn_policy_warm_up`); appends wait for it before taking the append lock.
     policy_warm_up: Arc<tokio::sync::Mutex<()>>,
@@ -233,6 +236,15 @@ pub struct Store {
     /// `bulk` and `select`).
     bulk: Option<bulk::BulkReader>,
 }
+
+/// SQLite: the page cache of the connection that writes (64 MiB). Appends run on a
+/// connection of their own, not one of the readers' pool: a connection that starts a
+/// transaction after *another* connection's commit throws its whole page cache away, so
+/// batches on whichever pooled connection was free read every index page they touched
+/// again (about a pread per page), and they queued for a connection behind the readers.
+/// The writer's own commits leave its cache valid, so the upper levels of the indexes it
+/// writes stay in memory from one batch to the next.
+const SQLITE_WRITER_CACHE_KIB: u32 = 64 * 1024;
 
 /// Advisory-lock key that serialises appends on PostgreSQL (any constant unique to us).
 const APPEND_LOCK_KEY: i64 = 0x7465_6368_6d6b_7401; // "techmkt\x01"
@@ -251,6 +263,7 @@ impl Store {
         let mut checkpointer = None;
         let mut bulk = None;
         let mut batch_pool = None;
+        let mut sqlite_write_pool = None;
         let group = group::GroupCommit::start().map_err(StoreError::CommitThread)?;
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?.application_name("techmarket");
@@ -280,6 +293,16 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect.clone())
                 .await?;
+            sqlite_write_pool = Some(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(options.acquire_timeout)
+                    // Kept open: closing it would throw its warm page cache away.
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(connect.clone().pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}")))
+                    .await?,
+            );
             bulk = bulk::BulkReader::for_file(connect.get_filename());
             checkpointer = checkpoint::Checkpointer::spawn(connect).map(Arc::new);
             Db::Sqlite(pool)
@@ -292,6 +315,7 @@ impl Store {
             policy_runtime: Arc::new(tokio::sync::Mutex::new(policy::PolicyRuntime::default())),
             group: Arc::new(group),
             batch_pool,
+            sqlite_write_pool,
             policy_warm_up: Arc::default(),
             checkpointer,
             bulk,
@@ -340,6 +364,9 @@ impl Store {
         if let Some(p) = &self.batch_pool {
             p.close().await;
         }
+        if let Some(p) = &self.sqlite_write_pool {
+            p.close().await;
+        }
         with_pool!(&self.db, |p| p.close().await);
     }
 
@@ -364,7 +391,7 @@ impl Store {
             }
             Db::Sqlite(p) => {
                 let turn = self.sqlite_writer.clone().lock_owned().await;
-                let t = p.begin_with("BEGIN IMMEDIATE").await?;
+                let t = self.sqlite_write_pool.as_ref().unwrap_or(p).begin_with("BEGIN IMMEDIATE").await?;
                 Ok(Tx::Sqlite(t, SqliteWriter { _turn: turn, checkpointer: self.checkpointer.clone() }))
             }
         }
@@ -391,7 +418,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn every_sqlite_connection_runs_wal_with_full_sync_and_a_checkpoint_mark_as_safety_net() {
+    async fn every_sqlite_connection_and_the_writer_run_wal_with_full_sync_and_a_checkpoint_mark_as_safety_net() {
         let dir = std::env::temp_dir().join(format!("techmarket-pragmas-{}", uuid::Uuid::now_v7()));
         let url = format!("sqlite:{}", dir.join("ledger.db").display());
         let store = Store::connect(&url, &StoreOptions::default()).await.expect("open a SQLite store");
@@ -406,6 +433,20 @@ mod tests {
             assert_eq!((journal.as_str(), synchronous, mark), ("wal", 2, 10_000), "WAL, FULL, the safety net");
         }
         drop(connections);
+        // The writes' own connection: the same durability, and its larger page cache.
+        let Tx::Sqlite(mut tx, _writer) = store.begin_append().await.expect("begin a write") else {
+            unreachable!("a sqlite: URL writes on SQLite")
+        };
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *tx).await.expect("journal");
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *tx).await.expect("synchronous");
+        let mark: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *tx).await.expect("mark");
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&mut *tx).await.expect("cache");
+        assert_eq!(
+            (journal.as_str(), synchronous, mark, cache),
+            ("wal", 2, 10_000, -i64::from(SQLITE_WRITER_CACHE_KIB)),
+            "the writer: WAL, FULL, the safety net, its own page cache"
+        );
+        tx.rollback().await.expect("roll back");
         store.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
