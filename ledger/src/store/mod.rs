@@ -389,9 +389,10 @@ impl Store {
                 let t = p.begin_with(sqlx::AssertSqlSafe(BEGIN_APPEND.as_str())).await?;
                 Ok(Tx::Postgres(t))
             }
-            Db::Sqlite(p) => {
+            Db::Sqlite(_) => {
+                let writer = self.sqlite_write_pool.as_ref().expect("Store::connect opens a SQLite store's writer");
                 let turn = self.sqlite_writer.clone().lock_owned().await;
-                let t = self.sqlite_write_pool.as_ref().unwrap_or(p).begin_with("BEGIN IMMEDIATE").await?;
+                let t = writer.begin_with("BEGIN IMMEDIATE").await?;
                 Ok(Tx::Sqlite(t, SqliteWriter { _turn: turn, checkpointer: self.checkpointer.clone() }))
             }
         }
@@ -417,6 +418,15 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A connection's journal mode, synchronous level, automatic checkpoint mark and page cache.
+    async fn settings(c: &mut sqlx::SqliteConnection) -> (String, i64, i64, i64) {
+        let journal = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *c).await.expect("journal");
+        let synchronous = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *c).await.expect("synchronous");
+        let mark = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *c).await.expect("mark");
+        let cache = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&mut *c).await.expect("cache");
+        (journal, synchronous, mark, cache)
+    }
+
     #[tokio::test]
     async fn every_sqlite_connection_and_the_writer_run_wal_with_full_sync_and_a_checkpoint_mark_as_safety_net() {
         let dir = std::env::temp_dir().join(format!("techmarket-pragmas-{}", uuid::Uuid::now_v7()));
@@ -426,10 +436,7 @@ mod tests {
         // Two connections held at once: the settings are those of every pooled connection.
         let mut connections = vec![pool.acquire().await.expect("first"), pool.acquire().await.expect("second")];
         for c in &mut connections {
-            let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut **c).await.expect("journal");
-            let synchronous: i64 =
-                sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut **c).await.expect("synchronous");
-            let mark: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut **c).await.expect("mark");
+            let (journal, synchronous, mark, _) = settings(c).await;
             assert_eq!((journal.as_str(), synchronous, mark), ("wal", 2, 10_000), "WAL, FULL, the safety net");
         }
         drop(connections);
@@ -437,10 +444,7 @@ mod tests {
         let Tx::Sqlite(mut tx, _writer) = store.begin_append().await.expect("begin a write") else {
             unreachable!("a sqlite: URL writes on SQLite")
         };
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *tx).await.expect("journal");
-        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *tx).await.expect("synchronous");
-        let mark: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *tx).await.expect("mark");
-        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&mut *tx).await.expect("cache");
+        let (journal, synchronous, mark, cache) = settings(&mut tx).await;
         assert_eq!(
             (journal.as_str(), synchronous, mark, cache),
             ("wal", 2, 10_000, -i64::from(SQLITE_WRITER_CACHE_KIB)),
