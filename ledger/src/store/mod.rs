@@ -237,14 +237,22 @@ pub struct Store {
     bulk: Option<bulk::BulkReader>,
 }
 
-/// SQLite: the page cache of the connection that writes (64 MiB). Appends run on a
+/// SQLite: the page cache of the connection that writes (8 MiB). Appends run on a
 /// connection of their own, not one of the readers' pool: a connection that starts a
 /// transaction after *another* connection's commit throws its whole page cache away, so
 /// batches on whichever pooled connection was free read every index page they touched
 /// again (about a pread per page), and they queued for a connection behind the readers.
 /// The writer's own commits leave its cache valid, so the upper levels of the indexes it
 /// writes stay in memory from one batch to the next.
-const SQLITE_WRITER_CACHE_KIB: u32 = 64 * 1024;
+///
+/// Why not larger: on a database file under 1 GiB, every commit walks the whole cache. A
+/// B-tree balance briefly renumbers a page to the never-used "pending byte" page (262,145
+/// with 4 KiB pages), the cache remembers that number as the largest it has held, and the
+/// commit's truncation of the cache beyond the file's end then scans every cached page
+/// (SQLite 3.51's `pcache1TruncateUnsafe`). At 64 MiB that was about a seventh of the
+/// writer's time. With 8 MiB (or SQLite's default 2 MiB) 64 concurrent commands were about
+/// a fifth faster, and a lone one no slower (BENCHMARKS.md, twenty-ninth stop).
+const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 
 /// Advisory-lock key that serialises appends on PostgreSQL (any constant unique to us).
 const APPEND_LOCK_KEY: i64 = 0x7465_6368_6d6b_7401; // "techmkt\x01"
@@ -300,7 +308,15 @@ impl Store {
                     // Kept open: closing it would throw its warm page cache away.
                     .idle_timeout(None)
                     .max_lifetime(None)
-                    .connect_with(connect.clone().pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}")))
+                    .connect_with(
+                        connect
+                            .clone()
+                            .pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}"))
+                            // A multi-row statement inside a transaction keeps a statement
+                            // journal; in memory, not in a temporary file opened, written
+                            // and closed for every statement of every batch.
+                            .pragma("temp_store", "memory"),
+                    )
                     .await?,
             );
             bulk = bulk::BulkReader::for_file(connect.get_filename());
@@ -428,7 +444,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_sqlite_connection_and_the_writer_run_wal_with_full_sync_and_a_checkpoint_mark_as_safety_net() {
+    async fn every_sqlite_connection_runs_wal_with_full_sync_and_the_writer_its_own_cache_and_memory_journals() {
         let dir = std::env::temp_dir().join(format!("techmarket-pragmas-{}", uuid::Uuid::now_v7()));
         let url = format!("sqlite:{}", dir.join("ledger.db").display());
         let store = Store::connect(&url, &StoreOptions::default()).await.expect("open a SQLite store");
@@ -450,6 +466,8 @@ mod tests {
             ("wal", 2, 10_000, -i64::from(SQLITE_WRITER_CACHE_KIB)),
             "the writer: WAL, FULL, the safety net, its own page cache"
         );
+        let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store").fetch_one(&mut *tx).await.expect("temp_store");
+        assert_eq!(temp_store, 2, "the writer keeps its statement journals in memory");
         tx.rollback().await.expect("roll back");
         store.close().await;
         let _ = std::fs::remove_dir_all(dir);
