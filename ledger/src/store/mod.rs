@@ -251,7 +251,8 @@ pub struct Store {
 /// commit's truncation of the cache beyond the file's end then scans every cached page
 /// (SQLite 3.51's `pcache1TruncateUnsafe`). At 64 MiB that was about a seventh of the
 /// writer's time. With 8 MiB (or SQLite's default 2 MiB) 64 concurrent commands were about
-/// a fifth faster, and a lone one no slower (BENCHMARKS.md, twenty-ninth stop).
+/// a fifth faster and a lone one unchanged within the spread; the bulk import, whose
+/// transactions touch far more pages, lost up to a fifth (BENCHMARKS.md, twenty-ninth stop).
 const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 
 /// Advisory-lock key that serialises appends on PostgreSQL (any constant unique to us).
