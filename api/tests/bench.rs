@@ -334,5 +334,11 @@ fn bench_quick_prints_the_whole_table() {
     // Each append row says how its requests shared commits.
     let with_batches = stdout.lines().filter(|l| l.starts_with("| 1 |") && l.contains(" batches of ")).count();
     assert_eq!(with_batches, 6, "append rows with their batches:\n{stdout}");
+    // And what the appends wrote, against the ceiling's rows.
+    let written = stdout
+        .lines()
+        .filter(|l| l.starts_with("What the append phases wrote") && l.contains("`payments` 1.00"))
+        .count();
+    assert_eq!(written, 2, "what the appends wrote, once per engine:\n{stdout}");
     assert!(!stdout.contains("errors"), "no command failed:\n{stdout}");
 }

@@ -9,6 +9,7 @@
 pub mod generate;
 pub mod http_load;
 pub mod run;
+mod written;
 
 use std::process::ExitCode;
 

@@ -45,6 +45,7 @@ use tokio::io::AsyncBufReadExt;
 
 use super::generate::{GenerateOptions, GenerateStats, as_recorded, generate_log};
 use super::http_load::{CheckFn, LoadResult, RequestFn, run_load, single_request};
+use super::written::{Tables, Written};
 
 /// Contracts of the default run: fits the whole run, both engines, in about ten minutes on
 /// the 2-core reference machine (see BENCHMARKS.md). National scale is `--contracts 1000000`.
@@ -184,6 +185,10 @@ struct EngineReport {
     appends: Vec<(usize, LoadResult, GroupCommitStats)>,
     ceiling_rows: usize,
     ceiling_rate: f64,
+    /// B-tree entries a row of the ceiling's table adds (the table's own and its indexes').
+    ceiling_entries: u32,
+    /// What the append phases wrote.
+    written: Written,
     single_row_rate: f64,
     first_mutation_secs: f64,
     graphql: LoadResult,
@@ -204,6 +209,29 @@ fn describe_batches(batches: GroupCommitStats) -> String {
         thousands(n),
         batches.requests as f64 / n,
         batches.held.as_secs_f64() * 1_000.0 / n
+    )
+}
+
+/// What the append phases wrote per event, and the bound it puts on appends at the rate of
+/// the ceiling (row 1) measured in the same run.
+fn describe_written(written: &Written, ceiling_rate: f64, ceiling_entries: u32) -> String {
+    if written.events == 0 || ceiling_entries == 0 {
+        return "What the append phases wrote: nothing was appended.".into();
+    }
+    let tables: Vec<String> = written
+        .tables
+        .iter()
+        .map(|t| format!("`{}` {:.2} ({} a row)", t.table, t.rows as f64 / written.events as f64, t.entries_per_row))
+        .collect();
+    format!(
+        "What the append phases wrote (the tables counted before and after them): {} events, each inserting {:.2} rows, {:.1} B-tree entries (a table's own and one per index; rows updated in place not counted). Rows per event, and entries per row: {}. A row of the ceiling's table adds {} entries: at its {} rows/s, the same entries allow at most about {} events/s.",
+        thousands(written.events as f64),
+        written.rows_per_event(),
+        written.entries_per_event(),
+        tables.join(", "),
+        ceiling_entries,
+        thousands(ceiling_rate),
+        thousands(written.bound(ceiling_rate, ceiling_entries)),
     )
 }
 
@@ -616,6 +644,7 @@ async fn measure_engine(
     ) - chrono::Duration::hours(2);
     let next = Arc::new(AtomicUsize::new(0));
     let before_appends = store.head().await?.map_or(0, |(p, _)| p);
+    let tables_before = Tables::read(&url).await.context("counting the tables' rows before the appends")?;
     // One untimed command first (statement caches; the policy fold is warm from the rebuild).
     let warm = Command::RecordPayment(RecordPayment {
         contract_id: payable[next.fetch_add(1, Ordering::Relaxed) % payable.len()],
@@ -644,8 +673,13 @@ async fn measure_engine(
         report.appends.push((callers, result, batches));
     }
     let after_appends = store.head().await?.map_or(0, |(p, _)| p);
-    let (rows, rate, single) = ceiling_insert(&store, &url, before_appends, after_appends, config.phase).await?;
-    (report.ceiling_rows, report.ceiling_rate, report.single_row_rate) = (rows, rate, single);
+    let tables_after = Tables::read(&url).await.context("counting the tables' rows after the appends")?;
+    report.written = tables_before.written_until(&tables_after, after_appends - before_appends);
+    let (rows, rate, single, entries) =
+        ceiling_insert(&store, &url, before_appends, after_appends, config.phase).await?;
+    (report.ceiling_rows, report.ceiling_rate, report.single_row_rate, report.ceiling_entries) =
+        (rows, rate, single, entries);
+    eprintln!("{}", describe_written(&report.written, rate, entries));
     eprintln!("multi-row INSERT ceiling: {rate:.0} rows/s ({rows} rows); one row per commit: {single:.0} rows/s");
     store.close().await;
 
@@ -839,14 +873,15 @@ async fn append_phase(
 /// multi-row INSERTs (1,000 rows per statement, each statement its own durable transaction)
 /// into a table shaped like `events` (same columns, keys and checks; no triggers), repeated
 /// until at least `min_time` has been spent inserting; then the same rows one per statement
-/// (each committed) for half that time. Returns (rows per round, rows/s, single-row rows/s).
+/// (each committed) for half that time. Returns (rows per round, rows/s, single-row rows/s,
+/// the B-tree entries a row of that table adds: the table's own and one per index).
 async fn ceiling_insert(
     store: &Store,
     url: &str,
     after: i64,
     upto: i64,
     min_time: Duration,
-) -> anyhow::Result<(usize, f64, f64)> {
+) -> anyhow::Result<(usize, f64, f64, u32)> {
     let mut rows: Vec<StoredEvent> = Vec::new();
     let mut from = after;
     while from < upto {
@@ -856,7 +891,7 @@ async fn ceiling_insert(
         rows.extend(page.into_iter().filter(|r| r.position <= upto));
     }
     if rows.is_empty() {
-        return Ok((0, f64::NAN, f64::NAN));
+        return Ok((0, f64::NAN, f64::NAN, 0));
     }
     const PER_STATEMENT: usize = 1_000;
     // `?` on SQLite: binding thousands of `$n` parameters is quadratic there.
@@ -878,7 +913,7 @@ async fn ceiling_insert(
     let full: Arc<str> = insert(PER_STATEMENT).into();
     let min_time = min_time.min(Duration::from_secs(3)).max(Duration::from_millis(500));
     macro_rules! rounds {
-        ($conn:expr, $create:expr) => {{
+        ($conn:expr, $create:expr, $indexes:expr) => {{
             let conn = $conn;
             sqlx::raw_sql(sqlx::AssertSqlSafe($create)).execute(&mut *conn).await?;
             let mut timed = Duration::ZERO;
@@ -933,11 +968,12 @@ async fn ceiling_insert(
                 singles += 1;
             }
             let single = singles as f64 / t.elapsed().as_secs_f64();
+            let indexes: i64 = sqlx::query_scalar($indexes).fetch_one(&mut *conn).await?;
             sqlx::query("DROP TABLE bench_ceiling_events").execute(&mut *conn).await?;
-            (multi, single)
+            (multi, single, 1 + indexes as u32)
         }};
     }
-    let (rate, single) = if url.starts_with("sqlite:") {
+    let (rate, single, entries) = if url.starts_with("sqlite:") {
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
@@ -955,13 +991,18 @@ async fn ceiling_insert(
                 metadata        TEXT        NOT NULL,
                 recorded_at     TEXT        NOT NULL,
                 hash            BLOB        NOT NULL CHECK (length(hash) = 32),
-                UNIQUE (stream_id, stream_version))"
+                UNIQUE (stream_id, stream_version))",
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'bench_ceiling_events'"
         )
     } else {
         let mut c = sqlx::PgConnection::connect(url).await?;
-        rounds!(&mut c, "CREATE TABLE bench_ceiling_events (LIKE events INCLUDING ALL)")
+        rounds!(
+            &mut c,
+            "CREATE TABLE bench_ceiling_events (LIKE events INCLUDING ALL)",
+            "SELECT COUNT(*) FROM pg_index WHERE indrelid = 'bench_ceiling_events'::regclass"
+        )
     };
-    Ok((rows.len(), rate, single))
+    Ok((rows.len(), rate, single, entries))
 }
 
 /// Starts `techmarket serve` on the database, then runs the GraphQL and /health phases.
@@ -1342,6 +1383,7 @@ fn render(config: &Config, machine: &Machine, common: &Common, reports: &[Engine
             secs(r.import_secs),
             secs(r.first_mutation_secs),
         );
+        let _ = writeln!(out, "{}", describe_written(&r.written, r.ceiling_rate, r.ceiling_entries));
         for n in &r.notes {
             let _ = writeln!(out, "{n}");
         }
