@@ -45,7 +45,7 @@ use tokio::io::AsyncBufReadExt;
 
 use super::generate::{GenerateOptions, GenerateStats, as_recorded, generate_log};
 use super::http_load::{CheckFn, LoadResult, RequestFn, run_load, single_request};
-use super::written::{Tables, Written};
+use super::written::{POSTGRES_INDEXES, SQLITE_INDEXES, Tables, Written, entries_per_row};
 
 /// Contracts of the default run: fits the whole run, both engines, in about ten minutes on
 /// the 2-core reference machine (see BENCHMARKS.md). National scale is `--contracts 1000000`.
@@ -968,9 +968,9 @@ async fn ceiling_insert(
                 singles += 1;
             }
             let single = singles as f64 / t.elapsed().as_secs_f64();
-            let indexes: i64 = sqlx::query_scalar($indexes).fetch_one(&mut *conn).await?;
+            let indexes: i64 = sqlx::query_scalar($indexes).bind("bench_ceiling_events").fetch_one(&mut *conn).await?;
             sqlx::query("DROP TABLE bench_ceiling_events").execute(&mut *conn).await?;
-            (multi, single, 1 + indexes as u32)
+            (multi, single, entries_per_row(indexes))
         }};
     }
     let (rate, single, entries) = if url.starts_with("sqlite:") {
@@ -992,15 +992,11 @@ async fn ceiling_insert(
                 recorded_at     TEXT        NOT NULL,
                 hash            BLOB        NOT NULL CHECK (length(hash) = 32),
                 UNIQUE (stream_id, stream_version))",
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'bench_ceiling_events'"
+            SQLITE_INDEXES
         )
     } else {
         let mut c = sqlx::PgConnection::connect(url).await?;
-        rounds!(
-            &mut c,
-            "CREATE TABLE bench_ceiling_events (LIKE events INCLUDING ALL)",
-            "SELECT COUNT(*) FROM pg_index WHERE indrelid = 'bench_ceiling_events'::regclass"
-        )
+        rounds!(&mut c, "CREATE TABLE bench_ceiling_events (LIKE events INCLUDING ALL)", POSTGRES_INDEXES)
     };
     Ok((rows.len(), rate, single, entries))
 }

@@ -29,22 +29,33 @@ pub(super) struct Written {
     pub tables: Vec<TableWritten>,
 }
 
+/// How many indexes a table (bound as `$1`) has, on SQLite and on PostgreSQL.
+pub(super) const SQLITE_INDEXES: &str = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = $1";
+pub(super) const POSTGRES_INDEXES: &str = "SELECT COUNT(*) FROM pg_index WHERE indrelid = CAST($1 AS regclass)";
+
+/// The B-tree entries an inserted row of a table with `indexes` indexes adds: the table's own
+/// and one per index.
+pub(super) fn entries_per_row(indexes: i64) -> u32 {
+    1 + indexes as u32
+}
+
 impl Tables {
     /// Reads every table of the database at `url` (SQLite or PostgreSQL), on a connection of
     /// its own.
     pub(super) async fn read(url: &str) -> anyhow::Result<Tables> {
-        // Each table with its number of indexes, then each table's rows, on one connection.
+        // The tables, then each one's indexes and rows, on one connection.
         macro_rules! read_on {
-            ($conn:expr, $catalog:expr) => {{
+            ($conn:expr, $tables:expr, $indexes:expr) => {{
                 let mut c = $conn;
-                let tables: Vec<(String, i64)> = sqlx::query_as($catalog).fetch_all(&mut c).await?;
+                let tables: Vec<String> = sqlx::query_scalar($tables).fetch_all(&mut c).await?;
                 let mut out = BTreeMap::new();
-                for (table, indexes) in tables {
+                for table in tables {
+                    let indexes: i64 = sqlx::query_scalar($indexes).bind(&table).fetch_one(&mut c).await?;
                     let rows: i64 =
                         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{table}\"")))
                             .fetch_one(&mut c)
                             .await?;
-                    out.insert(table, (rows, 1 + indexes as u32));
+                    out.insert(table, (rows, entries_per_row(indexes)));
                 }
                 Ok(Tables(out))
             }};
@@ -53,15 +64,15 @@ impl Tables {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
             read_on!(
                 sqlx::SqliteConnection::connect_with(&options).await?,
-                "SELECT t.name, (SELECT COUNT(*) FROM sqlite_master i WHERE i.type = 'index' AND i.tbl_name = t.name) \
-                 FROM sqlite_master t WHERE t.type = 'table' AND t.name NOT LIKE 'sqlite_%'"
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                SQLITE_INDEXES
             )
         } else {
             read_on!(
                 sqlx::PgConnection::connect(url).await?,
-                "SELECT c.relname::text, (SELECT COUNT(*) FROM pg_index i WHERE i.indrelid = c.oid) \
-                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+                "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+                POSTGRES_INDEXES
             )
         }
     }
